@@ -1,0 +1,143 @@
+// Storage: one contiguous, 64-byte aligned buffer on a device, shared by the tensors that view
+// it. Buffers come from a per-device caching allocator: a freed block is kept in a free list
+// keyed by its size and handed out again, so steady-state training (the same shapes every step)
+// allocates nothing from the system after the first step.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "normlab/core/device.hpp"
+#include "normlab/core/error.hpp"
+
+namespace normlab {
+
+/// Raw memory of one device type. The CPU one is built in; the CUDA backend registers its own.
+class DeviceAllocator {
+ public:
+  virtual ~DeviceAllocator() = default;
+  /// Ensures: a block of at least `bytes` bytes (64-byte aligned), or throws normlab::Error.
+  virtual void* allocate(size_t bytes, int device_index) = 0;
+  virtual void deallocate(void* ptr, size_t bytes, int device_index) = 0;
+};
+
+/// Keeps freed blocks for reuse, keyed by exact (rounded) size. Thread-safe.
+class CachingAllocator {
+ public:
+  explicit CachingAllocator(DeviceAllocator& backend) : backend_(backend) {}
+
+  static size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+  void* allocate(size_t bytes, int device_index) {
+    bytes = round_up(bytes == 0 ? 1 : bytes);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto& list = free_[{device_index, bytes}];
+      if (!list.empty()) {
+        void* ptr = list.back();
+        list.pop_back();
+        cached_bytes_ -= bytes;
+        return ptr;
+      }
+    }
+    return backend_.allocate(bytes, device_index);
+  }
+
+  void deallocate(void* ptr, size_t bytes, int device_index) {
+    bytes = round_up(bytes == 0 ? 1 : bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_[{device_index, bytes}].push_back(ptr);
+    cached_bytes_ += bytes;
+  }
+
+  /// Ensures: every cached block is returned to the backend.
+  void release_cached() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [key, list] : free_)
+      for (void* ptr : list) backend_.deallocate(ptr, key.second, key.first);
+    free_.clear();
+    cached_bytes_ = 0;
+  }
+
+  size_t cached_bytes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_bytes_;
+  }
+
+ private:
+  DeviceAllocator& backend_;
+  mutable std::mutex mutex_;
+  std::map<std::pair<int, size_t>, std::vector<void*>> free_;
+  size_t cached_bytes_ = 0;
+};
+
+namespace detail {
+
+class HostAllocator final : public DeviceAllocator {
+ public:
+  void* allocate(size_t bytes, int) override {
+    void* ptr = std::aligned_alloc(64, bytes);
+    NORMLAB_CHECK(ptr != nullptr, "host allocation of ", bytes, " bytes failed");
+    return ptr;
+  }
+  void deallocate(void* ptr, size_t, int) override { std::free(ptr); }
+};
+
+struct AllocatorRegistry {
+  CachingAllocator* caching[2] = {nullptr, nullptr};
+};
+
+// Never destroyed: storages released during static destruction still find their allocator.
+inline AllocatorRegistry& allocator_registry() {
+  static AllocatorRegistry* registry = [] {
+    auto* r = new AllocatorRegistry;
+    r->caching[static_cast<int>(DeviceType::CPU)] = new CachingAllocator(*new HostAllocator);
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace detail
+
+/// Requires: the backend outlives every storage of that device type.
+inline void register_device_allocator(DeviceType type, DeviceAllocator& backend) {
+  detail::allocator_registry().caching[static_cast<int>(type)] = new CachingAllocator(backend);
+}
+
+/// Requires: a backend for `type` is registered (CPU always is).
+inline CachingAllocator& caching_allocator(DeviceType type) {
+  CachingAllocator* allocator = detail::allocator_registry().caching[static_cast<int>(type)];
+  NORMLAB_CHECK(allocator != nullptr, "no allocator for device type ",
+                type == DeviceType::CUDA ? "cuda" : "cpu",
+                " (is the CUDA backend compiled in?)");
+  return *allocator;
+}
+
+/// A buffer of `size` elements of T. Its contents are uninitialised after construction.
+template <typename T>
+class Storage {
+ public:
+  Storage(size_t size, Device device)
+      : size_(size),
+        device_(device),
+        data_(static_cast<T*>(caching_allocator(device.type).allocate(size * sizeof(T), device.index))) {}
+  ~Storage() { caching_allocator(device_.type).deallocate(data_, size_ * sizeof(T), device_.index); }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return size_; }
+  Device device() const { return device_; }
+
+ private:
+  size_t size_;
+  Device device_;
+  T* data_;
+};
+
+}  // namespace normlab

@@ -1,0 +1,89 @@
+// Differentiable elementwise ops: relu, add (the residual connection), dropout.
+#pragma once
+
+#include "normlab/autograd/tape.hpp"
+#include "normlab/core/rng.hpp"
+#include "normlab/cpu/elementwise.hpp"
+#include "normlab/ops/checks.hpp"
+
+namespace normlab::ops {
+
+/// Ensures: y = max(x, 0) elementwise; backward adds dy * (y > 0) to x's gradient.
+template <typename T>
+Tensor<T> relu(const Tensor<T>& x) {
+  detail::require_defined("relu", "x", x);
+  detail::require_cpu("relu", x);
+  Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
+  cpu::relu_forward(x.data(), y.data(), x.numel());
+  if (autograd::needs_grad(x)) {
+    autograd::record("relu", y, [x, y = y.detach()](const Tensor<T>& dy) {
+      if (!x.requires_grad()) return;
+      auto dx = autograd::gradient_sink(x);
+      cpu::relu_backward(y.data(), dy.data(), dx.data, x.numel(), dx.accumulate);
+    });
+  }
+  return y;
+}
+
+/// Requires: a and b have the same shape. Ensures: y = a + b; backward passes dy to both.
+template <typename T>
+Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
+  detail::require_same_shape("add", a, b);
+  detail::require_cpu("add", a, b);
+  Tensor<T> y = Tensor<T>::empty(a.shape(), a.device());
+  cpu::add_forward(a.data(), b.data(), y.data(), a.numel());
+  if (autograd::needs_grad(a, b)) {
+    autograd::record("add", y, [a, b](const Tensor<T>& dy) {
+      for (const Tensor<T>* input : {&a, &b}) {
+        if (!input->requires_grad()) continue;
+        auto dx = autograd::gradient_sink(*input);
+        cpu::scaled_gradient(dy.data(), dx.data, dy.numel(), T(1), dx.accumulate);
+      }
+    });
+  }
+  return y;
+}
+
+/// Requires: 0 <= p < 1. Ensures: in training, each element is zeroed with probability p and the
+/// survivors are scaled by 1/(1-p) (inverted dropout), with the mask drawn from `rng` by counter
+/// (independent of the thread count); in evaluation (training == false) or with p == 0, y is x.
+template <typename T>
+Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Rng& rng = default_rng()) {
+  detail::require_defined("dropout", "x", x);
+  NORMLAB_CHECK(p >= 0.0 && p < 1.0, "dropout: probability must be in [0, 1), got ", p);
+  if (!training || p == 0.0) return x;
+  detail::require_cpu("dropout", x);
+  const float keep = static_cast<float>(1.0 - p);
+  const uint64_t seed = rng.seed();
+  const uint64_t counter_base = rng.reserve(static_cast<uint64_t>((x.numel() + 3) / 4));
+  Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
+  cpu::dropout_forward(x.data(), y.data(), x.numel(), keep, seed, counter_base);
+  if (autograd::needs_grad(x)) {
+    autograd::record("dropout", y, [x, keep, seed, counter_base](const Tensor<T>& dy) {
+      if (!x.requires_grad()) return;
+      auto dx = autograd::gradient_sink(x);
+      cpu::dropout_backward(dy.data(), dx.data, x.numel(), keep, seed, counter_base, dx.accumulate);
+    });
+  }
+  return y;
+}
+
+/// Requires: new_shape has as many elements as x. Ensures: y views x's data with new_shape;
+/// backward passes the gradient through unchanged.
+template <typename T>
+Tensor<T> reshape(const Tensor<T>& x, const Shape& new_shape) {
+  detail::require_defined("reshape", "x", x);
+  NORMLAB_CHECK(new_shape.numel() == x.numel(), "reshape: cannot reshape ", x.shape().str(),
+                " to ", new_shape.str());
+  Tensor<T> y = x.view(new_shape);
+  if (autograd::needs_grad(x)) {
+    autograd::record("reshape", y, [x](const Tensor<T>& dy) {
+      if (!x.requires_grad()) return;
+      auto dx = autograd::gradient_sink(x);
+      cpu::scaled_gradient(dy.data(), dx.data, dy.numel(), T(1), dx.accumulate);
+    });
+  }
+  return y;
+}
+
+}  // namespace normlab::ops
