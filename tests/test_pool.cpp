@@ -2,7 +2,6 @@
 // and awkward ones (odd sizes, overlapping and gapped windows, N=1, 1x1 planes), the tie and NaN
 // rules, gradients by finite differences, and argument errors.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -51,7 +50,8 @@ void check_max_pool_against_oracle(const oracle::PoolGeometry& g, const Tensor<f
   const std::vector<double> dx_expected =
       oracle::max_pool2d_backward(x64, std::vector<double>(dy.data(), dy.data() + dy.numel()), g);
   backward_from(y, dy);
-  testing::require_close("max_pool2d dx", leaf.grad().data(), dx_expected.data(), leaf.numel(), 1e-6, 1e-6);
+  testing::require_close("max_pool2d dx", leaf.grad().data(), dx_expected.data(), leaf.numel(),
+                         1e-6, 1e-6);
 
   // A second use of the same input accumulates on top of the first gradient.
   const std::vector<float> first = leaf.grad().to_vector();
@@ -59,29 +59,29 @@ void check_max_pool_against_oracle(const oracle::PoolGeometry& g, const Tensor<f
   backward_from(y2, dy);
   std::vector<double> twice(first.size());
   for (size_t i = 0; i < first.size(); ++i) twice[i] = first[i] + dx_expected[i];
-  testing::require_close("max_pool2d dx accumulated", leaf.grad().data(), twice.data(), leaf.numel(),
-                         1e-6, 1e-6);
+  testing::require_close("max_pool2d dx accumulated", leaf.grad().data(), twice.data(),
+                         leaf.numel(), 1e-6, 1e-6);
 }
 
 const std::vector<oracle::PoolGeometry> awkward_geometries = {
-    {2, 3, 7, 5, 2, 2},   // odd H and W: floor, last row and column in no window
-    {1, 1, 3, 3, 2, 2},   // N=1, a single 2x2 window in a 3x3 plane
-    {2, 2, 2, 2, 2, 2},   // one window per plane
-    {2, 3, 9, 7, 3, 2},   // overlapping 3x3 stride 2
-    {1, 2, 6, 6, 2, 1},   // overlapping 2x2 stride 1 (general path)
-    {2, 2, 8, 7, 2, 3},   // gaps between windows
-    {3, 2, 9, 9, 3, 3},   // non-overlapping 3x3
-    {2, 3, 5, 4, 1, 1},   // k=1: identity
-    {2, 3, 5, 4, 1, 2},   // k=1 stride 2: subsampling
-    {1, 4, 1, 1, 1, 1},   // H=W=1
-    {1, 1, 4, 9, 4, 1},   // kernel as tall as the plane
+    {2, 3, 7, 5, 2, 2},  // odd H and W: floor, last row and column in no window
+    {1, 1, 3, 3, 2, 2},  // N=1, a single 2x2 window in a 3x3 plane
+    {2, 2, 2, 2, 2, 2},  // one window per plane
+    {2, 3, 9, 7, 3, 2},  // overlapping 3x3 stride 2
+    {1, 2, 6, 6, 2, 1},  // overlapping 2x2 stride 1 (general path)
+    {2, 2, 8, 7, 2, 3},  // gaps between windows
+    {3, 2, 9, 9, 3, 3},  // non-overlapping 3x3
+    {2, 3, 5, 4, 1, 1},  // k=1: identity
+    {2, 3, 5, 4, 1, 2},  // k=1 stride 2: subsampling
+    {1, 4, 1, 1, 1, 1},  // H=W=1
+    {1, 1, 4, 9, 4, 1},  // kernel as tall as the plane
 };
 
 }  // namespace
 
 TEST_CASE("max_pool2d 2x2 s2 matches the oracle at the model's shapes", "[max_pool2d]") {
-  for (const oracle::PoolGeometry g : {oracle::PoolGeometry{64, 16, 32, 32, 2, 2},
-                                       oracle::PoolGeometry{64, 16, 16, 16, 2, 2}}) {
+  for (const oracle::PoolGeometry g :
+       {oracle::PoolGeometry{64, 16, 32, 32, 2, 2}, oracle::PoolGeometry{64, 16, 16, 16, 2, 2}}) {
     check_max_pool_against_oracle(g, testing::random_tensor<float>({g.N, g.C, g.H, g.W}, 5));
   }
 }
@@ -95,8 +95,8 @@ TEST_CASE("max_pool2d matches the oracle on awkward shapes", "[max_pool2d]") {
 TEST_CASE("max_pool2d ties: the first maximal element of each window gets the gradient",
           "[max_pool2d]") {
   SECTION("constant input sends each window's gradient to its top-left element") {
-    for (const oracle::PoolGeometry g : {oracle::PoolGeometry{2, 3, 7, 5, 2, 2},
-                                         oracle::PoolGeometry{1, 2, 7, 9, 3, 2}}) {
+    for (const oracle::PoolGeometry g :
+         {oracle::PoolGeometry{2, 3, 7, 5, 2, 2}, oracle::PoolGeometry{1, 2, 7, 9, 3, 2}}) {
       INFO(describe(g));
       Tensor<float> x = Tensor<float>::full({g.N, g.C, g.H, g.W}, 0.5f);
       x.set_requires_grad();
@@ -113,9 +113,9 @@ TEST_CASE("max_pool2d ties: the first maximal element of each window gets the gr
     }
   }
   SECTION("inputs from {0, 1, 2} (ties everywhere) match the oracle") {
-    for (const oracle::PoolGeometry g : {oracle::PoolGeometry{4, 8, 16, 16, 2, 2},
-                                         oracle::PoolGeometry{2, 3, 9, 7, 3, 2},
-                                         oracle::PoolGeometry{2, 3, 6, 6, 2, 1}}) {
+    for (const oracle::PoolGeometry g :
+         {oracle::PoolGeometry{4, 8, 16, 16, 2, 2}, oracle::PoolGeometry{2, 3, 9, 7, 3, 2},
+          oracle::PoolGeometry{2, 3, 6, 6, 2, 1}}) {
       Tensor<float> x = Tensor<float>::empty({g.N, g.C, g.H, g.W});
       Rng rng(7);
       for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.below(3));
@@ -125,8 +125,9 @@ TEST_CASE("max_pool2d ties: the first maximal element of each window gets the gr
 }
 
 TEST_CASE("max_pool2d propagates NaN and routes its gradient to the NaN", "[max_pool2d]") {
-  Tensor<float> x = Tensor<float>::from_data({1, 1, 2, 4}, {1, 2, 3, 4,  //
-                                                            std::numeric_limits<float>::quiet_NaN(), 0, 9, 5});
+  Tensor<float> x =
+      Tensor<float>::from_data({1, 1, 2, 4}, {1, 2, 3, 4,  //
+                                              std::numeric_limits<float>::quiet_NaN(), 0, 9, 5});
   x.set_requires_grad();
   Tensor<float> y = ops::max_pool2d(x, 2, 2);
   CHECK(std::isnan(y.data()[0]));
@@ -146,7 +147,8 @@ TEST_CASE("max_pool2d gradient matches finite differences", "[max_pool2d][gradch
     Rng rng(8);
     for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
     for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = 0.1 * static_cast<double>(order[i]) - 1.0;
-    testing::gradcheck([&g](const auto& in) { return ops::max_pool2d(in[0], g.kernel, g.stride); }, {x});
+    testing::gradcheck([&g](const auto& in) { return ops::max_pool2d(in[0], g.kernel, g.stride); },
+                       {x});
     // Two uses of the input: the second backward accumulates.
     testing::gradcheck(
         [&g](const auto& in) {
@@ -162,17 +164,20 @@ TEST_CASE("max_pool2d rejects bad arguments naming the op and the shape", "[max_
   CHECK_THROWS_WITH(ops::max_pool2d(x, 6, 1), Catch::Contains("max_pool2d") &&
                                                   Catch::Contains("kernel 6") &&
                                                   Catch::Contains("[2, 3, 4, 5]"));
-  CHECK_THROWS_WITH(ops::max_pool2d(x, 5, 1), Catch::Contains("max_pool2d") && Catch::Contains("[2, 3, 4, 5]"));
-  CHECK_THROWS_WITH(ops::max_pool2d(x, 0, 1), Catch::Contains("max_pool2d") && Catch::Contains("kernel 0"));
-  CHECK_THROWS_WITH(ops::max_pool2d(x, 2, 0), Catch::Contains("max_pool2d") && Catch::Contains("stride 0"));
+  CHECK_THROWS_WITH(ops::max_pool2d(x, 5, 1),
+                    Catch::Contains("max_pool2d") && Catch::Contains("[2, 3, 4, 5]"));
+  CHECK_THROWS_WITH(ops::max_pool2d(x, 0, 1),
+                    Catch::Contains("max_pool2d") && Catch::Contains("kernel 0"));
+  CHECK_THROWS_WITH(ops::max_pool2d(x, 2, 0),
+                    Catch::Contains("max_pool2d") && Catch::Contains("stride 0"));
   CHECK_THROWS_WITH(ops::max_pool2d(Tensor<float>::zeros({3, 4, 5}), 2, 2),
                     Catch::Contains("max_pool2d") && Catch::Contains("[3, 4, 5]"));
   CHECK_THROWS_WITH(ops::max_pool2d(Tensor<float>(), 2, 2), Catch::Contains("max_pool2d"));
 }
 
 TEST_CASE("global_avg_pool2d matches the oracle", "[global_avg_pool2d]") {
-  for (const Shape& shape : {Shape{64, 32, 8, 8}, Shape{1, 1, 1, 1}, Shape{1, 5, 7, 3}, Shape{3, 2, 1, 1},
-                             Shape{2, 3, 33, 17}}) {
+  for (const Shape& shape : {Shape{64, 32, 8, 8}, Shape{1, 1, 1, 1}, Shape{1, 5, 7, 3},
+                             Shape{3, 2, 1, 1}, Shape{2, 3, 33, 17}}) {
     INFO(shape.str());
     const int64_t planes = shape[0] * shape[1], HW = shape[2] * shape[3];
     // An offset that a float accumulator would lose digits on.
@@ -188,17 +193,19 @@ TEST_CASE("global_avg_pool2d matches the oracle", "[global_avg_pool2d]") {
     const std::vector<double> dx_expected = oracle::global_avg_pool2d_backward(
         std::vector<double>(dy.data(), dy.data() + dy.numel()), planes, HW);
     backward_from(y, dy);
-    testing::require_close("global_avg_pool2d dx", x.grad().data(), dx_expected.data(), x.numel(), 1e-12, 1e-6);
+    testing::require_close("global_avg_pool2d dx", x.grad().data(), dx_expected.data(), x.numel(),
+                           1e-12, 1e-6);
     Tensor<float> y2 = ops::global_avg_pool2d(x);
     backward_from(y2, dy);
     std::vector<double> twice(dx_expected);
     for (double& v : twice) v *= 2;
-    testing::require_close("global_avg_pool2d dx accumulated", x.grad().data(), twice.data(), x.numel(), 1e-12,
-                           1e-6);
+    testing::require_close("global_avg_pool2d dx accumulated", x.grad().data(), twice.data(),
+                           x.numel(), 1e-12, 1e-6);
   }
 }
 
-TEST_CASE("global_avg_pool2d gradient matches finite differences", "[global_avg_pool2d][gradcheck]") {
+TEST_CASE("global_avg_pool2d gradient matches finite differences",
+          "[global_avg_pool2d][gradcheck]") {
   for (const Shape& shape : {Shape{2, 3, 4, 5}, Shape{1, 2, 1, 1}, Shape{1, 1, 3, 7}}) {
     INFO(shape.str());
     testing::gradcheck([](const auto& in) { return ops::global_avg_pool2d(in[0]); },

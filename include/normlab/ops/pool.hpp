@@ -23,13 +23,15 @@ Tensor<T> max_pool2d(const Tensor<T>& x, int64_t kernel, int64_t stride) {
   detail::require_rank("max_pool2d", "x", x, 4);
   detail::require_cpu("max_pool2d", x);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  NORMLAB_CHECK(kernel >= 1 && stride >= 1, "max_pool2d: kernel and stride must be positive, got kernel ",
-                kernel, ", stride ", stride, " for input ", x.shape().str());
+  NORMLAB_CHECK(kernel >= 1 && stride >= 1,
+                "max_pool2d: kernel and stride must be positive, got kernel ", kernel, ", stride ",
+                stride, " for input ", x.shape().str());
   NORMLAB_CHECK(kernel <= H && kernel <= W, "max_pool2d: kernel ", kernel,
                 " is larger than the input's spatial size in ", x.shape().str());
   NORMLAB_CHECK(H * W <= std::numeric_limits<int32_t>::max(), "max_pool2d: planes of ", H, "x", W,
                 " are too large for int32 argmax offsets (input ", x.shape().str(), ")");
-  const int64_t OH = cpu::pooled_extent(H, kernel, stride), OW = cpu::pooled_extent(W, kernel, stride);
+  const int64_t OH = cpu::pooled_extent(H, kernel, stride),
+                OW = cpu::pooled_extent(W, kernel, stride);
   Tensor<T> y = Tensor<T>::empty({N, C, OH, OW}, x.device());
   if (!autograd::needs_grad(x)) {
     cpu::max_pool2d_forward(x.data(), y.data(), static_cast<int32_t*>(nullptr), N * C, H, W, kernel,

@@ -30,7 +30,8 @@ inline bool takes_max(T candidate, T best) {
 }
 
 template <bool kSaveArgmax, typename T>
-void max_pool2d_2x2_forward(const T* x, T* y, int32_t* argmax, int64_t planes, int64_t H, int64_t W) {
+void max_pool2d_2x2_forward(const T* x, T* y, int32_t* argmax, int64_t planes, int64_t H,
+                            int64_t W) {
   const int64_t OH = H / 2, OW = W / 2;
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < planes; ++p) {
