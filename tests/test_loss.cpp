@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "normlab/core/parallel.hpp"
 #include "normlab/ops/loss.hpp"
 #include "oracle/loss.hpp"
 #include "support/gradcheck.hpp"
@@ -225,4 +226,29 @@ TEST_CASE("losses reject bad targets and shapes, naming the op, index and value"
                     Catch::Contains("log_softmax") && Catch::Contains("[12]"));
   CHECK_THROWS_WITH(ops::nll_loss(Tensor<float>::zeros({0, 4}), {}),
                     Catch::Contains("nll_loss") && Catch::Contains("[0, 4]"));
+}
+
+TEST_CASE("loss results are bit-identical for any thread count", "[log_softmax][cross_entropy]") {
+  const int saved_threads = num_threads();
+  // Enough rows for the kernels' parallel path.
+  const int64_t N = 4099, K = 10;
+  Tensor<float> x = testing::random_tensor<float>({N, K}, 15, 0.0, 3.0);
+  const std::vector<int32_t> targets = random_targets(N, K, 16);
+  auto outputs = [&](int threads) {
+    set_num_threads(threads);
+    Tensor<float> leaf = x.clone();
+    leaf.set_requires_grad();
+    Tensor<float> log_probs = ops::log_softmax(leaf);
+    backward_from(log_probs, testing::random_tensor<float>({N, K}, 17));
+    Tensor<float> loss = ops::cross_entropy(leaf, targets, 0.1);
+    autograd::backward(loss);
+    std::vector<float> all = log_probs.to_vector(), grad = leaf.grad().to_vector();
+    all.insert(all.end(), grad.begin(), grad.end());
+    all.push_back(loss.item());
+    return all;
+  };
+  const std::vector<float> one = outputs(1);
+  CHECK(outputs(2) == one);
+  CHECK(outputs(3) == one);
+  set_num_threads(saved_threads);
 }

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <string>
 
+#include "normlab/core/parallel.hpp"
 #include "normlab/ops/elementwise.hpp"
 #include "normlab/ops/pool.hpp"
 #include "oracle/pool.hpp"
@@ -219,4 +220,28 @@ TEST_CASE("global_avg_pool2d rejects bad shapes naming the op and the shape",
                     Catch::Contains("global_avg_pool2d") && Catch::Contains("[4, 5]"));
   CHECK_THROWS_WITH(ops::global_avg_pool2d(Tensor<float>::zeros({2, 3, 0, 4})),
                     Catch::Contains("global_avg_pool2d") && Catch::Contains("[2, 3, 0, 4]"));
+}
+
+TEST_CASE("pooling results are bit-identical for any thread count",
+          "[max_pool2d][global_avg_pool2d]") {
+  const int saved_threads = num_threads();
+  Tensor<float> x = testing::random_tensor<float>({8, 16, 17, 16}, 13);
+  auto outputs = [&x](int threads) {
+    set_num_threads(threads);
+    Tensor<float> leaf = x.clone();
+    leaf.set_requires_grad();
+    std::vector<float> all;
+    for (Tensor<float> y :
+         {ops::max_pool2d(leaf, 2, 2), ops::max_pool2d(leaf, 3, 2), ops::global_avg_pool2d(leaf)}) {
+      backward_from(y, testing::random_tensor<float>(y.shape(), 14));
+      const std::vector<float> values = y.to_vector(), grad = leaf.grad().to_vector();
+      all.insert(all.end(), values.begin(), values.end());
+      all.insert(all.end(), grad.begin(), grad.end());
+    }
+    return all;
+  };
+  const std::vector<float> one = outputs(1);
+  CHECK(outputs(2) == one);
+  CHECK(outputs(3) == one);
+  set_num_threads(saved_threads);
 }
