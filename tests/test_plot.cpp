@@ -186,6 +186,29 @@ TEST_CASE("line chart: size, background, series colours, text and legend", "[plo
   CHECK_THROWS_WITH(render_line_chart(sample_chart(), 120, 80), Catch::Contains("no room"));
 }
 
+TEST_CASE("line chart: the legend moves above the plot when every corner holds a line", "[plot][chart]") {
+  LineChart chart;
+  chart.title = "crossing";
+  chart.series = {Series{"rising", {0, 1}, {0, 1}, std::nullopt}, Series{"falling", {0, 1}, {1, 0}, std::nullopt}};
+  const Canvas canvas = render_line_chart(chart, 500, 300);
+  // The frame's top edge: the first row that is mostly axis colour.
+  int frame_top = -1;
+  for (int y = 0; y < canvas.height() && frame_top < 0; ++y)
+    if (count_color(canvas, colors::axis, 0, y, canvas.width(), y + 1) > canvas.width() / 2) frame_top = y;
+  REQUIRE(frame_top > 0);
+  CHECK(count_color(canvas, palette(0), 0, 0, canvas.width(), frame_top - 8) > 10);  // the swatches
+  CHECK(count_color(canvas, palette(1), 0, 0, canvas.width(), frame_top - 8) > 10);
+
+  // With one rising line the top-left corner is free: nothing of the series' colour above.
+  chart.series.resize(1);
+  const Canvas single = render_line_chart(chart, 500, 300);
+  frame_top = -1;
+  for (int y = 0; y < single.height() && frame_top < 0; ++y)
+    if (count_color(single, colors::axis, 0, y, single.width(), y + 1) > single.width() / 2) frame_top = y;
+  // (Rows just above the frame can hold the dot at the line's top end.)
+  CHECK(count_color(single, palette(0), 0, 0, single.width(), frame_top - 8) == 0);
+}
+
 TEST_CASE("figure: panels in a grid under a title", "[plot][figure]") {
   std::vector<LineChart> panels(4, sample_chart());
   panels[3].series.resize(1);

@@ -89,41 +89,53 @@ namespace detail {
 
 inline int line_height(int scale) { return font::text_height(scale) + font::kLineSpacing * scale; }
 
-/// Draws the legend box of `chart` in the corner of the plot area [left, right] x [top, bottom]
-/// that covers the fewest data points (of the pixel positions in `points`).
-inline void draw_legend(Canvas& canvas, const LineChart& chart, int left, int top, int right, int bottom,
-                        const std::vector<std::pair<int, int>>& points) {
-  const int s = chart.text_scale, pad = 5 * s, swatch = 12 * s;
-  int name_width = 0;
-  for (const Series& series : chart.series) name_width = std::max(name_width, font::text_width(series.name, s));
-  const int box_w = pad + swatch + 3 * s + name_width + pad;
-  const int box_h = pad + static_cast<int>(chart.series.size()) * line_height(s) - font::kLineSpacing * s + pad;
-  const int margin = 6 * s;
-  int best_x = right - margin - box_w, best_y = top + margin;
-  int64_t best_count = std::numeric_limits<int64_t>::max();
-  for (int corner = 0; corner < 4; ++corner) {  // top-right, top-left, bottom-right, bottom-left
-    const int x = corner % 2 == 0 ? right - margin - box_w : left + margin;
-    const int y = corner < 2 ? top + margin : bottom - margin - box_h;
-    int64_t count = 0;
-    for (const auto& [px, py] : points)
-      count += px >= x - 2 * s && px <= x + box_w + 2 * s && py >= y - 2 * s && py <= y + box_h + 2 * s;
-    if (count < best_count) {
-      best_count = count;
-      best_x = x;
-      best_y = y;
+/// The legend's measurements: a swatch and the name per series; inside the plot as a boxed
+/// column, or above it as centred rows when every corner of the plot holds data.
+struct Legend {
+  int scale = 1, swatch = 0, pad = 0, spacing = 0;
+  std::vector<int> name_widths;
+
+  Legend(const LineChart& chart) : scale(chart.text_scale), swatch(12 * scale), pad(5 * scale), spacing(12 * scale) {
+    for (const Series& series : chart.series) name_widths.push_back(font::text_width(series.name, scale));
+  }
+  int item_width(size_t i) const { return swatch + 3 * scale + name_widths[i]; }
+  int box_width() const {
+    int w = 0;
+    for (size_t i = 0; i < name_widths.size(); ++i) w = std::max(w, item_width(i));
+    return pad + w + pad;
+  }
+  int box_height() const {
+    return pad + static_cast<int>(name_widths.size()) * line_height(scale) - font::kLineSpacing * scale + pad;
+  }
+  /// Rows of series indices that fit in `width` when laid out side by side.
+  std::vector<std::vector<size_t>> rows(int width) const {
+    std::vector<std::vector<size_t>> out(1);
+    int used = 0;
+    for (size_t i = 0; i < name_widths.size(); ++i) {
+      const int need = (out.back().empty() ? 0 : spacing) + item_width(i);
+      if (!out.back().empty() && used + need > width) {
+        out.emplace_back();
+        used = 0;
+      }
+      used += out.back().empty() ? item_width(i) : need;
+      out.back().push_back(i);
     }
+    return out;
   }
-  canvas.fill_rect(best_x, best_y, box_w, box_h, colors::white);
-  canvas.draw_rect(best_x, best_y, box_w, box_h, colors::grid, std::max(1, s / 2));
-  for (size_t i = 0; i < chart.series.size(); ++i) {
-    const Series& series = chart.series[i];
-    const Color color = series.color.value_or(palette(i));
-    const int y = best_y + pad + static_cast<int>(i) * line_height(s);
-    const double mid = y + font::kCapHeight * s / 2.0;
-    canvas.draw_line(best_x + pad, mid, best_x + pad + swatch, mid, color, 1.5 * s);
-    canvas.draw_text(best_x + pad + swatch + 3 * s, y, series.name, colors::text, s);
+  void draw_item(Canvas& canvas, const LineChart& chart, size_t i, int x, int y) const {
+    const double mid = y + font::kCapHeight * scale / 2.0;
+    canvas.draw_line(x, mid, x + swatch, mid, chart.series[i].color.value_or(palette(i)), 1.5 * scale);
+    canvas.draw_text(x + swatch + 3 * scale, y, chart.series[i].name, colors::text, scale);
   }
-}
+};
+
+/// The pixel rectangle of the plot area and the data-to-pixel maps.
+struct PlotArea {
+  int left = 0, top = 0, right = 0, bottom = 0;
+  NiceScale xs, ys;
+  double px(double v) const { return left + (v - xs.low) / (xs.high - xs.low) * (right - left); }
+  double py(double v) const { return bottom - (v - ys.low) / (ys.high - ys.low) * (bottom - top); }
+};
 
 }  // namespace detail
 
@@ -131,7 +143,9 @@ inline void draw_legend(Canvas& canvas, const LineChart& chart, int left, int to
 /// text (about 200 x 150 pixels at text_scale 2).
 /// Ensures: the chart drawn into the rectangle (x, y, w, h) of `canvas`: white background, title
 /// on top, a frame with grid lines and tick labels at nice values on both axes, the axis labels,
-/// each series as an anti-aliased line in its colour, and a legend in the emptiest corner.
+/// each series as an anti-aliased line in its colour (dots at the points of short series), and
+/// a legend in a corner of the plot that no line passes through, or above the plot if there is
+/// no such corner.
 inline void draw_line_chart(Canvas& canvas, int x, int y, int w, int h, const LineChart& chart) {
   const int s = chart.text_scale;
   NORMLAB_CHECK(s >= 1, "draw_line_chart: text_scale ", s, " must be >= 1");
@@ -150,59 +164,104 @@ inline void draw_line_chart(Canvas& canvas, int x, int y, int w, int h, const Li
     }
   }
   if (!std::isfinite(x_min)) x_min = 0, x_max = 1, y_min = 0, y_max = 1;  // no data: empty axes
-  const NiceScale xs = nice_scale(x_min, x_max, 6), ys = nice_scale(y_min, y_max, 6);
 
-  canvas.fill_rect(x, y, w, h, colors::white);
+  detail::PlotArea area;
+  area.xs = nice_scale(x_min, x_max, 6);
+  area.ys = nice_scale(y_min, y_max, 6);
   const int pad = 8 * s, gap = 4 * s, tick = 3 * s, text_h = font::text_height(s);
   int label_w = 0;
-  for (double v : ys.ticks) label_w = std::max(label_w, font::text_width(format_number(v, ys.decimals), s));
-  const int left = x + pad + (chart.y_label.empty() ? 0 : text_h + gap) + label_w + gap + tick;
-  const int right = x + w - pad - font::text_width(format_number(xs.high, xs.decimals), s) / 2;
-  const int top = y + pad + (chart.title.empty() ? 0 : text_h + 2 * gap);
-  const int bottom = y + h - pad - (chart.x_label.empty() ? 0 : text_h + gap) - text_h - gap - tick;
-  NORMLAB_CHECK(right - left >= 20 && bottom - top >= 20, "draw_line_chart(", chart.title, "): ", w, "x", h,
-                " pixels leave no room for the plot at text_scale ", s);
-  const auto to_px = [&](double v) { return left + (v - xs.low) / (xs.high - xs.low) * (right - left); };
-  const auto to_py = [&](double v) { return bottom - (v - ys.low) / (ys.high - ys.low) * (bottom - top); };
+  for (double v : area.ys.ticks)
+    label_w = std::max(label_w, font::text_width(format_number(v, area.ys.decimals), s));
+  area.left = x + pad + (chart.y_label.empty() ? 0 : text_h + gap) + label_w + gap + tick;
+  area.right = x + w - pad - font::text_width(format_number(area.xs.high, area.xs.decimals), s) / 2;
+  area.top = y + pad + (chart.title.empty() ? 0 : text_h + 2 * gap);
+  area.bottom = y + h - pad - (chart.x_label.empty() ? 0 : text_h + gap) - text_h - gap - tick;
 
-  if (!chart.title.empty()) canvas.draw_text((left + right) / 2, y + pad, chart.title, colors::text, s, Align::center);
-  for (double v : xs.ticks) {
-    const int px = static_cast<int>(std::lround(to_px(v)));
-    canvas.fill_rect(px, top, 1, bottom - top, colors::grid);
-    canvas.fill_rect(px, bottom, std::max(1, s / 2), tick, colors::axis);
-    canvas.draw_text(px, bottom + tick + gap, format_number(v, xs.decimals), colors::text, s, Align::center);
+  // Legend: the first corner (top-right, top-left, bottom-right, bottom-left) whose box no line
+  // or point passes through; otherwise rows above the plot, which then moves down.
+  const detail::Legend legend(chart);
+  const int margin = 6 * s, box_w = legend.box_width(), box_h = legend.box_height();
+  const auto crosses_box = [&](int bx, int by) {
+    const double x0 = bx - 2 * s, x1 = bx + box_w + 2 * s, y0 = by - 2 * s, y1 = by + box_h + 2 * s;
+    for (const Series& series : chart.series)
+      for (size_t k = 0; k < series.x.size(); ++k) {
+        const double ax = area.px(series.x[k]), ay = area.py(series.y[k]);
+        const double bx_ = k > 0 ? area.px(series.x[k - 1]) : ax, by_ = k > 0 ? area.py(series.y[k - 1]) : ay;
+        for (int t = 0; t <= 16; ++t) {  // sample the segment densely enough for a box >= 16 px
+          const double px = bx_ + (ax - bx_) * t / 16.0, py = by_ + (ay - by_) * t / 16.0;
+          if (px >= x0 && px <= x1 && py >= y0 && py <= y1) return true;
+        }
+      }
+    return false;
+  };
+  bool inside = false;
+  int legend_x = 0, legend_y = 0;
+  for (int corner = 0; corner < 4 && !inside && !chart.series.empty(); ++corner) {
+    legend_x = corner % 2 == 0 ? area.right - margin - box_w : area.left + margin;
+    legend_y = corner < 2 ? area.top + margin : area.bottom - margin - box_h;
+    inside = !crosses_box(legend_x, legend_y);
   }
-  for (double v : ys.ticks) {
-    const int py = static_cast<int>(std::lround(to_py(v)));
-    canvas.fill_rect(left, py, right - left, 1, colors::grid);
-    canvas.fill_rect(left - tick, py, tick, std::max(1, s / 2), colors::axis);
-    canvas.draw_text(left - tick - gap, py - font::kCapHeight * s / 2, format_number(v, ys.decimals), colors::text,
-                     s, Align::right);
+  std::vector<std::vector<size_t>> legend_rows;
+  if (!inside && !chart.series.empty()) {
+    legend_rows = legend.rows(area.right - area.left);
+    area.top += static_cast<int>(legend_rows.size()) * detail::line_height(s) + gap;
   }
-  canvas.draw_rect(left, top, right - left + 1, bottom - top + 1, colors::axis, std::max(1, s / 2));
+  NORMLAB_CHECK(area.right - area.left >= 20 && area.bottom - area.top >= 20, "draw_line_chart(", chart.title,
+                "): ", w, "x", h, " pixels leave no room for the plot at text_scale ", s);
+
+  canvas.fill_rect(x, y, w, h, colors::white);
+  if (!chart.title.empty())
+    canvas.draw_text((area.left + area.right) / 2, y + pad, chart.title, colors::text, s, Align::center);
+  for (double v : area.xs.ticks) {
+    const int px = static_cast<int>(std::lround(area.px(v)));
+    canvas.fill_rect(px, area.top, 1, area.bottom - area.top, colors::grid);
+    canvas.fill_rect(px, area.bottom, std::max(1, s / 2), tick, colors::axis);
+    canvas.draw_text(px, area.bottom + tick + gap, format_number(v, area.xs.decimals), colors::text, s, Align::center);
+  }
+  for (double v : area.ys.ticks) {
+    const int py = static_cast<int>(std::lround(area.py(v)));
+    canvas.fill_rect(area.left, py, area.right - area.left, 1, colors::grid);
+    canvas.fill_rect(area.left - tick, py, tick, std::max(1, s / 2), colors::axis);
+    canvas.draw_text(area.left - tick - gap, py - font::kCapHeight * s / 2, format_number(v, area.ys.decimals),
+                     colors::text, s, Align::right);
+  }
+  canvas.draw_rect(area.left, area.top, area.right - area.left + 1, area.bottom - area.top + 1, colors::axis,
+                   std::max(1, s / 2));
   if (!chart.x_label.empty())
-    canvas.draw_text((left + right) / 2, bottom + tick + gap + text_h + gap, chart.x_label, colors::text, s,
-                     Align::center);
-  if (!chart.y_label.empty()) canvas.draw_text_vertical(x + pad + text_h / 2, (top + bottom) / 2, chart.y_label, colors::text, s);
+    canvas.draw_text((area.left + area.right) / 2, area.bottom + tick + gap + text_h + gap, chart.x_label,
+                     colors::text, s, Align::center);
+  if (!chart.y_label.empty())
+    canvas.draw_text_vertical(x + pad + text_h / 2, (area.top + area.bottom) / 2, chart.y_label, colors::text, s);
 
-  std::vector<std::pair<int, int>> points;
   for (size_t i = 0; i < chart.series.size(); ++i) {
     const Series& series = chart.series[i];
     const Color color = series.color.value_or(palette(i));
+    const bool markers = static_cast<int>(series.x.size()) <= chart.max_markers;
     for (size_t k = 0; k < series.x.size(); ++k) {
-      const double px = to_px(series.x[k]), py = to_py(series.y[k]);
-      if (k > 0) canvas.draw_line(to_px(series.x[k - 1]), to_py(series.y[k - 1]), px, py, color, 1.25 * s);
-      if (static_cast<int>(series.x.size()) <= chart.max_markers) canvas.draw_line(px, py, px, py, color, 3.5 * s);
-      // Sample the segment so the legend avoids lines as well as points.
-      for (int t = 0; t < 8 && k > 0; ++t) {
-        const double a = t / 8.0;
-        points.push_back({static_cast<int>(to_px(series.x[k - 1]) * (1 - a) + px * a),
-                          static_cast<int>(to_py(series.y[k - 1]) * (1 - a) + py * a)});
-      }
-      points.push_back({static_cast<int>(px), static_cast<int>(py)});
+      const double px = area.px(series.x[k]), py = area.py(series.y[k]);
+      if (k > 0) canvas.draw_line(area.px(series.x[k - 1]), area.py(series.y[k - 1]), px, py, color, 1.25 * s);
+      if (markers) canvas.draw_line(px, py, px, py, color, 3.5 * s);
     }
   }
-  if (!chart.series.empty()) detail::draw_legend(canvas, chart, left, top, right, bottom, points);
+
+  if (inside) {
+    canvas.fill_rect(legend_x, legend_y, box_w, box_h, colors::white);
+    canvas.draw_rect(legend_x, legend_y, box_w, box_h, colors::grid, std::max(1, s / 2));
+    for (size_t i = 0; i < chart.series.size(); ++i)
+      legend.draw_item(canvas, chart, i, legend_x + legend.pad,
+                       legend_y + legend.pad + static_cast<int>(i) * detail::line_height(s));
+  }
+  for (size_t r = 0; r < legend_rows.size(); ++r) {
+    int row_w = 0;
+    for (size_t i : legend_rows[r]) row_w += (row_w > 0 ? legend.spacing : 0) + legend.item_width(i);
+    int item_x = (area.left + area.right - row_w) / 2;
+    const int row_y = area.top - gap - static_cast<int>(legend_rows.size() - r) * detail::line_height(s) +
+                      font::kLineSpacing * s;
+    for (size_t i : legend_rows[r]) {
+      legend.draw_item(canvas, chart, i, item_x, row_y);
+      item_x += legend.item_width(i) + legend.spacing;
+    }
+  }
 }
 
 /// Ensures: a width x height canvas holding the chart.
