@@ -1,7 +1,7 @@
 // Atomic file writes: the bytes go to a temporary file in the destination's directory, which is
-// then renamed over the destination (rename is atomic on POSIX file systems). A reader sees the
-// old file or the new one, never half of one; on any failure the temporary file is removed and
-// the destination is left as it was.
+// flushed to disk (fsync) and then renamed over the destination (rename is atomic on POSIX file
+// systems). A reader sees the old file or the new one, never half of one; on any failure the
+// temporary file is removed and the destination is left as it was.
 #pragma once
 
 #include <atomic>
@@ -29,7 +29,8 @@ inline void write_file_atomic(const std::string& path, const void* data, size_t 
   };
   std::FILE* file = std::fopen(temp.c_str(), "wb");
   if (file == nullptr) fail("creating a temporary file");
-  const bool written = std::fwrite(data, 1, size, file) == size && std::fflush(file) == 0;
+  const bool written = std::fwrite(data, 1, size, file) == size && std::fflush(file) == 0 &&
+                       ::fsync(::fileno(file)) == 0;
   const int write_errno = errno;
   const bool closed = std::fclose(file) == 0;
   if (!written) errno = write_errno;
