@@ -152,6 +152,9 @@ TEST_CASE("misuse is reported", "[loader][errors]") {
   LoaderOptions zero;
   zero.batch_size = 0;
   CHECK_THROWS_WITH(Loader(data, zero), Catch::Contains("batch_size"));
+  LoaderOptions bad_augmentation;
+  bad_augmentation.augmentation.crop_padding = -1;
+  CHECK_THROWS_WITH(Loader(data, bad_augmentation), Catch::Contains("crop_padding -1"));
   Loader loader(data, LoaderOptions::evaluation(4));
   CHECK_THROWS_WITH(loader.next(), Catch::Contains("start_epoch"));
 }

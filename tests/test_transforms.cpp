@@ -269,4 +269,8 @@ TEST_CASE("augment: deterministic per Rng state, and each stage fires as configu
   bad.randaugment_probability = 1.5;
   CHECK_THROWS_WITH(augment(img.data(), out.data(), scratch.data(), bad, rng),
                     Catch::Contains("randaugment_probability"));
+  bad = full;
+  bad.randaugment_magnitude = 31;  // checked up front, not only when the policy fires
+  CHECK_THROWS_WITH(augment(img.data(), out.data(), scratch.data(), bad, rng),
+                    Catch::Contains("randaugment_magnitude 31"));
 }

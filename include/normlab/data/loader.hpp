@@ -68,6 +68,7 @@ class Loader {
       : data_(data), options_(options), normalizer_(options.normalization) {
     NORMLAB_CHECK(options.batch_size >= 1, "Loader: batch_size must be >= 1, got ", options.batch_size);
     NORMLAB_CHECK(data.size() > 0, "Loader: the dataset is empty");
+    if (options.augment) check_augment_config(options.augmentation);
     order_.resize(static_cast<size_t>(data.size()));
     for (Slot& slot : slots_) {
       slot.pixels.resize(kCifarImageBytes);

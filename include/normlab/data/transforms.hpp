@@ -283,7 +283,21 @@ struct AugmentConfig {
   int randaugment_bins = 31;     ///< torchvision's num_magnitude_bins
 };
 
-/// Requires: `in`, `out`, `scratch` are distinct [3][32][32] buffers; config values in range.
+/// Ensures: returns normally when every field of `config` is in range, else throws a
+/// normlab::Error naming the field and its value.
+inline void check_augment_config(const AugmentConfig& config) {
+  NORMLAB_CHECK(config.crop_padding >= 0 && config.crop_padding <= kCifarSide, "augment: crop_padding ",
+                config.crop_padding, " outside [0, ", kCifarSide, "]");
+  NORMLAB_CHECK(config.randaugment_probability >= 0 && config.randaugment_probability <= 1,
+                "augment: randaugment_probability ", config.randaugment_probability, " outside [0, 1]");
+  NORMLAB_CHECK(config.randaugment_ops >= 0, "augment: randaugment_ops ", config.randaugment_ops, " < 0");
+  NORMLAB_CHECK(config.randaugment_bins >= 2, "augment: randaugment_bins ", config.randaugment_bins, " < 2");
+  NORMLAB_CHECK(config.randaugment_magnitude >= 0 && config.randaugment_magnitude < config.randaugment_bins,
+                "augment: randaugment_magnitude ", config.randaugment_magnitude, " outside [0, ",
+                config.randaugment_bins - 1, "]");
+}
+
+/// Requires: `in`, `out`, `scratch` are distinct [3][32][32] buffers; check_augment_config passes.
 /// Ensures: `out` = RandAugment?(flip?(crop(in))), drawing from `rng` in this fixed order:
 ///   crop top = below(2p+1), crop left = below(2p+1) (when crop_padding p > 0);
 ///   flip if uniform() < 0.5 (when horizontal_flip);
@@ -292,11 +306,7 @@ struct AugmentConfig {
 /// `scratch` is overwritten.
 inline void augment(const uint8_t* in, uint8_t* out, uint8_t* scratch, const AugmentConfig& config,
                     Rng& rng) {
-  NORMLAB_CHECK(config.crop_padding >= 0 && config.crop_padding <= kCifarSide, "augment: crop_padding ",
-                config.crop_padding, " outside [0, ", kCifarSide, "]");
-  NORMLAB_CHECK(config.randaugment_probability >= 0 && config.randaugment_probability <= 1,
-                "augment: randaugment_probability ", config.randaugment_probability, " outside [0, 1]");
-  NORMLAB_CHECK(config.randaugment_ops >= 0, "augment: randaugment_ops ", config.randaugment_ops, " < 0");
+  check_augment_config(config);
   uint8_t* current = out;
   uint8_t* other = scratch;
   if (config.crop_padding > 0) {
