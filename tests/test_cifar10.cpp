@@ -1,7 +1,6 @@
 // The CIFAR-10 reader: on the real data (sizes, labels, class balance, pixels against the raw
 // bytes read independently here) and on small synthetic files that are broken on purpose.
 #include <catch2/catch.hpp>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -77,14 +76,16 @@ Cifar10Options any_size() {
 
 }  // namespace
 
-TEST_CASE("real CIFAR-10: sizes, labels, class balance and pixels against the raw bytes", "[cifar10][real]") {
+TEST_CASE("real CIFAR-10: sizes, labels, class balance and pixels against the raw bytes",
+          "[cifar10][real]") {
   if (!real_data_present()) return;
   const std::string dir = NORMLAB_CIFAR10_DIR;
   const Cifar10 test = Cifar10::load(dir, Split::test);
   REQUIRE(test.size() == 10000);
   REQUIRE(test.images().size() == 10000u * 3072u);
-  CHECK(test.class_names() == std::vector<std::string>{"airplane", "automobile", "bird", "cat", "deer",
-                                                         "dog", "frog", "horse", "ship", "truck"});
+  CHECK(test.class_names() == std::vector<std::string>{"airplane", "automobile", "bird", "cat",
+                                                       "deer", "dog", "frog", "horse", "ship",
+                                                       "truck"});
   std::vector<int> per_class(10, 0);
   for (int32_t label : test.labels()) {
     REQUIRE(label >= 0);
@@ -187,12 +188,13 @@ TEST_CASE("find_cifar10_dir follows --data, $CIFAR10_DIR, then the defaults", "[
   ::unsetenv("CIFAR10_DIR");
 
   CHECK(find_cifar10_dir(data.str()) == data.str());
-  CHECK_THROWS_WITH(find_cifar10_dir(elsewhere.str()),
-                    Catch::Contains("--data " + elsewhere.str()) && Catch::Contains("download_cifar10.sh"));
-  CHECK_THROWS_WITH(find_cifar10_dir(), Catch::Contains("./data/cifar-10-batches-bin") &&
-                                            Catch::Contains("../shared/cifar10/cifar-10-batches-bin") &&
-                                            Catch::Contains("CIFAR10_DIR") &&
-                                            Catch::Contains("download_cifar10.sh"));
+  CHECK_THROWS_WITH(
+      find_cifar10_dir(elsewhere.str()),
+      Catch::Contains("--data " + elsewhere.str()) && Catch::Contains("download_cifar10.sh"));
+  CHECK_THROWS_WITH(find_cifar10_dir(),
+                    Catch::Contains("./data/cifar-10-batches-bin") &&
+                        Catch::Contains("../shared/cifar10/cifar-10-batches-bin") &&
+                        Catch::Contains("CIFAR10_DIR") && Catch::Contains("download_cifar10.sh"));
   ::setenv("CIFAR10_DIR", data.str().c_str(), 1);
   CHECK(find_cifar10_dir() == data.str());
   CHECK(find_cifar10_dir(data.str()) == data.str());

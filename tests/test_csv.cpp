@@ -1,6 +1,5 @@
 // CsvTable: quoting per RFC 4180, number formatting, atomic saves.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>

@@ -2,7 +2,6 @@
 // the prefetch setting or batch size, the last partial batch, errors from the worker thread,
 // and shutdown in the middle of an epoch.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <future>
 #include <map>
@@ -57,7 +56,8 @@ LoaderOptions training(int64_t batch_size, bool prefetch, uint64_t seed = 11) {
 
 }  // namespace
 
-TEST_CASE("an epoch holds every image once, labels follow their images, last batch partial", "[loader]") {
+TEST_CASE("an epoch holds every image once, labels follow their images, last batch partial",
+          "[loader]") {
   const Cifar10 data = synthetic(203);
   Loader loader(data, training(64, true));
   CHECK(loader.batches_per_epoch() == 4);
@@ -92,8 +92,8 @@ TEST_CASE("batches are a function of the seed and epoch only", "[loader][determi
   const std::vector<Copy> e1 = run_epoch(prefetching, 1);
   CHECK(run_epoch(synchronous, 1) == e1);  // any epoch order, with or without the worker
   CHECK(run_epoch(synchronous, 0) == e0);
-  CHECK(run_epoch(prefetching, 0) == e0);   // an epoch can be replayed
-  CHECK(e0[0].indices != e1[0].indices);    // a new order each epoch
+  CHECK(run_epoch(prefetching, 0) == e0);  // an epoch can be replayed
+  CHECK(e0[0].indices != e1[0].indices);   // a new order each epoch
   Loader other_seed(data, training(32, true, 12));
   CHECK(run_epoch(other_seed, 0)[0].indices != e0[0].indices);
 
@@ -102,11 +102,12 @@ TEST_CASE("batches are a function of the seed and epoch only", "[loader][determi
   std::map<int64_t, std::vector<float>> by_index;
   for (const Copy& b : run_epoch(small_batches, 1))
     for (size_t k = 0; k < b.indices.size(); ++k)
-      by_index[b.indices[k]] = std::vector<float>(b.images.begin() + k * 3072, b.images.begin() + (k + 1) * 3072);
+      by_index[b.indices[k]] =
+          std::vector<float>(b.images.begin() + k * 3072, b.images.begin() + (k + 1) * 3072);
   for (const Copy& b : e1)
     for (size_t k = 0; k < b.indices.size(); ++k)
-      REQUIRE(by_index[b.indices[k]] == std::vector<float>(b.images.begin() + k * 3072,
-                                                           b.images.begin() + (k + 1) * 3072));
+      REQUIRE(by_index[b.indices[k]] ==
+              std::vector<float>(b.images.begin() + k * 3072, b.images.begin() + (k + 1) * 3072));
 }
 
 TEST_CASE("the evaluation loader gives the stored images in order, normalised", "[loader]") {
@@ -159,7 +160,8 @@ TEST_CASE("misuse is reported", "[loader][errors]") {
   CHECK_THROWS_WITH(loader.next(), Catch::Contains("start_epoch"));
 }
 
-TEST_CASE("restarting or destroying a loader in the middle of an epoch does not hang", "[loader][shutdown]") {
+TEST_CASE("restarting or destroying a loader in the middle of an epoch does not hang",
+          "[loader][shutdown]") {
   const Cifar10 data = synthetic(2000);
   std::promise<void> done;
   std::future<void> finished = done.get_future();
@@ -171,9 +173,10 @@ TEST_CASE("restarting or destroying a loader in the middle of an epoch does not 
         loader.next();
         loader.start_epoch(1);  // restart while the worker prepares epoch 0's next batch
         const Batch* first = loader.next();
-        if (first->epoch != 1 || first->number != 0) throw std::logic_error("restart gave a stale batch");
+        if (first->epoch != 1 || first->number != 0)
+          throw std::logic_error("restart gave a stale batch");
         loader.next();
-      }  // destroyed mid-epoch, worker busy or waiting
+      }                                           // destroyed mid-epoch, worker busy or waiting
       { Loader idle(data, training(64, true)); }  // destroyed before any epoch
       done.set_value();
     } catch (...) {

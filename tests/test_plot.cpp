@@ -2,7 +2,6 @@
 // rendered pictures checked by size and by pixels (background, series colours, text, upscaled
 // images, heat-map cells); every picture also round-trips through a PNG file.
 #include <catch2/catch.hpp>
-
 #include <map>
 
 #include "normlab/io/plot.hpp"
@@ -26,7 +25,8 @@ using namespace normlab::io;
 
 namespace {
 
-int64_t count_color(const Canvas& canvas, Color color, int x0 = 0, int y0 = 0, int x1 = -1, int y1 = -1) {
+int64_t count_color(const Canvas& canvas, Color color, int x0 = 0, int y0 = 0, int x1 = -1,
+                    int y1 = -1) {
   if (x1 < 0) x1 = canvas.width();
   if (y1 < 0) y1 = canvas.height();
   int64_t n = 0;
@@ -79,11 +79,12 @@ TEST_CASE("font: every printable glyph has ink, widths add up, others draw as '?
   }
   CHECK(font::glyph('0').width == 5);  // digits keep full width
   CHECK(font::glyph('1').width == 5);
-  CHECK(font::glyph('i').width < 5);   // letters are proportional
+  CHECK(font::glyph('i').width < 5);  // letters are proportional
   CHECK(font::text_width("", 2) == 0);
   CHECK(font::text_width("10", 1) == 11);
   CHECK(font::text_width("10", 3) == 33);
-  CHECK(font::text_width("a b", 1) == font::advance('a', 1) + font::kSpaceAdvance + font::glyph('b').width);
+  CHECK(font::text_width("a b", 1) ==
+        font::advance('a', 1) + font::kSpaceAdvance + font::glyph('b').width);
   CHECK(&font::glyph('\t') == &font::glyph('?'));
 
   // The drawn text covers exactly the measured box.
@@ -174,27 +175,31 @@ TEST_CASE("line chart: size, background, series colours, text and legend", "[plo
   CHECK(count_color(canvas, palette(0)) > 200);  // a line across the plot plus the legend swatch
   CHECK(count_color(canvas, palette(1)) > 200);
   CHECK(count_color(canvas, Color{1, 2, 3}) > 200);
-  CHECK(count_color(canvas, palette(2)) == 0);  // replaced by the override
+  CHECK(count_color(canvas, palette(2)) == 0);                   // replaced by the override
   CHECK(count_color(canvas, colors::text, 0, 0, 640, 40) > 50);  // the title
   CHECK(count_color(canvas, colors::text, 0, 0, 40, 400) > 50);  // the vertical axis label
   check_png_round_trip(canvas, "chart.png");
 
   chart.series[1].y.pop_back();
-  CHECK_THROWS_WITH(render_line_chart(chart), Catch::Contains("'GN'") && Catch::Contains("19 y values"));
+  CHECK_THROWS_WITH(render_line_chart(chart),
+                    Catch::Contains("'GN'") && Catch::Contains("19 y values"));
   chart.series[1].y.push_back(std::nan(""));
   CHECK_THROWS_WITH(render_line_chart(chart), Catch::Contains("not finite"));
   CHECK_THROWS_WITH(render_line_chart(sample_chart(), 120, 80), Catch::Contains("no room"));
 }
 
-TEST_CASE("line chart: the legend moves above the plot when every corner holds a line", "[plot][chart]") {
+TEST_CASE("line chart: the legend moves above the plot when every corner holds a line",
+          "[plot][chart]") {
   LineChart chart;
   chart.title = "crossing";
-  chart.series = {Series{"rising", {0, 1}, {0, 1}, std::nullopt}, Series{"falling", {0, 1}, {1, 0}, std::nullopt}};
+  chart.series = {Series{"rising", {0, 1}, {0, 1}, std::nullopt},
+                  Series{"falling", {0, 1}, {1, 0}, std::nullopt}};
   const Canvas canvas = render_line_chart(chart, 500, 300);
   // The frame's top edge: the first row that is mostly axis colour.
   int frame_top = -1;
   for (int y = 0; y < canvas.height() && frame_top < 0; ++y)
-    if (count_color(canvas, colors::axis, 0, y, canvas.width(), y + 1) > canvas.width() / 2) frame_top = y;
+    if (count_color(canvas, colors::axis, 0, y, canvas.width(), y + 1) > canvas.width() / 2)
+      frame_top = y;
   REQUIRE(frame_top > 0);
   CHECK(count_color(canvas, palette(0), 0, 0, canvas.width(), frame_top - 8) > 10);  // the swatches
   CHECK(count_color(canvas, palette(1), 0, 0, canvas.width(), frame_top - 8) > 10);
@@ -204,7 +209,8 @@ TEST_CASE("line chart: the legend moves above the plot when every corner holds a
   const Canvas single = render_line_chart(chart, 500, 300);
   frame_top = -1;
   for (int y = 0; y < single.height() && frame_top < 0; ++y)
-    if (count_color(single, colors::axis, 0, y, single.width(), y + 1) > single.width() / 2) frame_top = y;
+    if (count_color(single, colors::axis, 0, y, single.width(), y + 1) > single.width() / 2)
+      frame_top = y;
   // (Rows just above the frame can hold the dot at the line's top end.)
   CHECK(count_color(single, palette(0), 0, 0, single.width(), frame_top - 8) == 0);
 }
@@ -245,7 +251,8 @@ TEST_CASE("image grid: upscaled images with captions that do not overlap", "[plo
   CHECK(grid.width() >= 5 * font::text_width("automobile | airplane", 2));
   CHECK(grid.height() > 2 * (32 * scale + font::text_height(2)));
   // The gradient image's pixel (x=5, y=3) appears as a 4x4 block somewhere.
-  const Color g{static_cast<uint8_t>((3 * 32 + 5) % 251), static_cast<uint8_t>((1024 + 3 * 32 + 5) % 251),
+  const Color g{static_cast<uint8_t>((3 * 32 + 5) % 251),
+                static_cast<uint8_t>((1024 + 3 * 32 + 5) % 251),
                 static_cast<uint8_t>((2048 + 3 * 32 + 5) % 251)};
   CHECK(count_color(grid, g) % (scale * scale) == 0);
   CHECK(count_color(grid, g) >= 6 * scale * scale);
@@ -255,7 +262,8 @@ TEST_CASE("image grid: upscaled images with captions that do not overlap", "[plo
     for (int x = 0; x < grid.width() && red_x < 0; ++x)
       if (grid.pixel(x, y) == Color{200, 0, 0}) red_x = x, red_y = y;
   const int below = red_y + 32 * scale;
-  CHECK(count_color(grid, colors::text, 0, below, grid.width() / 5, below + font::text_height(2) + 8) > 40);
+  CHECK(count_color(grid, colors::text, 0, below, grid.width() / 5,
+                    below + font::text_height(2) + 8) > 40);
   check_png_round_trip(grid, "grid.png");
 
   images[3].width = 16;
@@ -264,21 +272,22 @@ TEST_CASE("image grid: upscaled images with captions that do not overlap", "[plo
 
 TEST_CASE("confusion matrix: shaded cells, percentages, class names", "[plot][confusion]") {
   const std::vector<std::string> names = {"cat", "dog", "automobile"};
-  const std::vector<int64_t> counts = {10, 0, 0,   // cat: all right
-                                       5, 5, 0,    // dog: half confused with cat
-                                       0, 1, 299}; // automobile: 1 of 300 wrong
+  const std::vector<int64_t> counts = {10, 0, 0,     // cat: all right
+                                       5,  5, 0,     // dog: half confused with cat
+                                       0,  1, 299};  // automobile: 1 of 300 wrong
   const Canvas canvas = render_confusion_matrix("confusion", counts, names, 2);
   const Color dark{8, 48, 107};
   const int cell_pixels_full = count_color(canvas, dark);
-  CHECK(cell_pixels_full > 0);                       // the cat/cat cell at 100%
+  CHECK(cell_pixels_full > 0);  // the cat/cat cell at 100%
   const Color half = mix(colors::white, dark, std::sqrt(0.5));
-  CHECK(count_color(canvas, half) > 0);              // the two 50% cells
+  CHECK(count_color(canvas, half) > 0);  // the two 50% cells
   CHECK(count_color(canvas, colors::white) > 0);
-  CHECK(count_color(canvas, colors::text) > 200);    // names, labels, small percentages
+  CHECK(count_color(canvas, colors::text) > 200);  // names, labels, small percentages
   CHECK(canvas.width() > 3 * (font::text_width("100", 2)));
   check_png_round_trip(canvas, "confusion.png");
 
-  CHECK_THROWS_WITH(render_confusion_matrix("", {1, 2, 3}, names), Catch::Contains("3 counts for 3 classes"));
+  CHECK_THROWS_WITH(render_confusion_matrix("", {1, 2, 3}, names),
+                    Catch::Contains("3 counts for 3 classes"));
   CHECK_THROWS_WITH(render_confusion_matrix("", {1, 0, 0, 0, -1, 0, 0, 0, 1}, names),
                     Catch::Contains("negative count -1"));
 }

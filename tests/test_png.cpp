@@ -1,7 +1,6 @@
 // PNG writer: files carry the PNG signature and the right IHDR, decode back (with stb_image, an
 // independent decoder) to exactly the pixels written, and failures leave no file behind.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -33,18 +32,21 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 }
 
 uint32_t big_endian(const std::vector<uint8_t>& b, size_t at) {
-  return (uint32_t(b[at]) << 24) | (uint32_t(b[at + 1]) << 16) | (uint32_t(b[at + 2]) << 8) | b[at + 3];
+  return (uint32_t(b[at]) << 24) | (uint32_t(b[at + 1]) << 16) | (uint32_t(b[at + 2]) << 8) |
+         b[at + 3];
 }
 
 std::vector<uint8_t> pattern(int width, int height, int channels) {
   std::vector<uint8_t> pixels(static_cast<size_t>(width) * height * channels);
-  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>((i * 37 + i / 7) & 0xFF);
+  for (size_t i = 0; i < pixels.size(); ++i)
+    pixels[i] = static_cast<uint8_t>((i * 37 + i / 7) & 0xFF);
   return pixels;
 }
 
 std::vector<std::string> listing(const fs::path& dir) {
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(dir))
+    names.push_back(entry.path().filename().string());
   return names;
 }
 
@@ -68,11 +70,12 @@ TEST_CASE("PNG files have the signature, the IHDR and decode to the same pixels"
       CHECK(std::string(bytes.begin() + 12, bytes.begin() + 16) == "IHDR");
       CHECK(big_endian(bytes, 16) == static_cast<uint32_t>(width));
       CHECK(big_endian(bytes, 20) == static_cast<uint32_t>(height));
-      CHECK(bytes[24] == 8);                                                  // bit depth
-      CHECK(bytes[25] == (channels == 1 ? 0 : channels == 3 ? 2 : 6));        // colour type
+      CHECK(bytes[24] == 8);                                            // bit depth
+      CHECK(bytes[25] == (channels == 1 ? 0 : channels == 3 ? 2 : 6));  // colour type
 
       int w = 0, h = 0, n = 0;
-      stbi_uc* decoded = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, 0);
+      stbi_uc* decoded =
+          stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, 0);
       REQUIRE(decoded != nullptr);
       CHECK(w == width);
       CHECK(h == height);
@@ -116,7 +119,9 @@ TEST_CASE("write_png failures name the path and leave no file", "[png][errors]")
   std::sort(names.begin(), names.end());
   CHECK(names == std::vector<std::string>{"plain_file", "taken.png"});
 
-  CHECK_THROWS_WITH(io::write_png(dir.file("x.png"), pixels.data(), 3, 3, 2), Catch::Contains("2 channels"));
-  CHECK_THROWS_WITH(io::write_png(dir.file("x.png"), pixels.data(), 0, 3, 3), Catch::Contains("0x3"));
+  CHECK_THROWS_WITH(io::write_png(dir.file("x.png"), pixels.data(), 3, 3, 2),
+                    Catch::Contains("2 channels"));
+  CHECK_THROWS_WITH(io::write_png(dir.file("x.png"), pixels.data(), 0, 3, 3),
+                    Catch::Contains("0x3"));
   CHECK(!fs::exists(dir.file("x.png")));
 }

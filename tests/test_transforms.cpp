@@ -1,9 +1,8 @@
 // Transforms: normalisation against the formula in double; crop and flip against a naive padded
 // reference; each RandAugment operation on images whose answer is known; the augmentation's
 // determinism and probabilities.
-#include <catch2/catch.hpp>
-
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <set>
 #include <vector>
@@ -37,7 +36,8 @@ Image reference_crop(const Image& in, int pad, int top, int left) {
   Image out(3072);
   for (int c = 0; c < 3; ++c)
     for (int y = 0; y < 32; ++y)
-      for (int x = 0; x < 32; ++x) px(out, c, y, x) = padded[(c * side + y + top) * side + x + left];
+      for (int x = 0; x < 32; ++x)
+        px(out, c, y, x) = padded[(c * side + y + top) * side + x + left];
   return out;
 }
 
@@ -49,7 +49,8 @@ Image apply(AugmentOp op, double value, const Image& in) {
 
 }  // namespace
 
-TEST_CASE("normalisation is (p/255 - mean)/std per channel, correctly rounded", "[transforms][normalize]") {
+TEST_CASE("normalisation is (p/255 - mean)/std per channel, correctly rounded",
+          "[transforms][normalize]") {
   const Normalization n;
   const Normalizer normalize(n);
   const Image img = random_image(1);
@@ -57,7 +58,8 @@ TEST_CASE("normalisation is (p/255 - mean)/std per channel, correctly rounded", 
   normalize(img.data(), out.data());
   for (int i = 0; i < 3072; ++i) {
     const int c = i / 1024;
-    const float expected = static_cast<float>((img[i] / 255.0 - double(n.mean[c])) / double(n.std[c]));
+    const float expected =
+        static_cast<float>((img[i] / 255.0 - double(n.mean[c])) / double(n.std[c]));
     REQUIRE(out[i] == expected);
   }
   // Known values with the CIFAR-10 statistics.
@@ -75,7 +77,8 @@ TEST_CASE("normalisation is (p/255 - mean)/std per channel, correctly rounded", 
   CHECK_THROWS_WITH(Normalizer(custom), Catch::Contains("std[1]"));
 }
 
-TEST_CASE("crop of the zero-padded image matches the naive reference at every offset", "[transforms][crop]") {
+TEST_CASE("crop of the zero-padded image matches the naive reference at every offset",
+          "[transforms][crop]") {
   const Image img = random_image(2);
   Image out(3072);
   for (int pad : {0, 1, 4}) {
@@ -107,7 +110,8 @@ TEST_CASE("horizontal flip mirrors each row and twice is the identity", "[transf
   CHECK(twice == img);
 }
 
-TEST_CASE("RandAugment magnitudes follow torchvision's scales at M=9 of 31 bins", "[transforms][randaugment]") {
+TEST_CASE("RandAugment magnitudes follow torchvision's scales at M=9 of 31 bins",
+          "[transforms][randaugment]") {
   CHECK(augment_op_value(AugmentOp::shear_x, 9, 31, false) == Approx(0.09));
   CHECK(augment_op_value(AugmentOp::shear_y, 9, 31, true) == Approx(-0.09));
   CHECK(augment_op_value(AugmentOp::translate_x, 9, 31, false) == 4.0);  // trunc(4.35)
@@ -119,10 +123,12 @@ TEST_CASE("RandAugment magnitudes follow torchvision's scales at M=9 of 31 bins"
   CHECK(augment_op_value(AugmentOp::posterize, 30, 31, false) == 4.0);
   CHECK(augment_op_value(AugmentOp::solarize, 9, 31, false) == Approx(178.5));
   CHECK(augment_op_value(AugmentOp::equalize, 9, 31, true) == 0.0);
-  CHECK_THROWS_WITH(augment_op_value(AugmentOp::rotate, 31, 31, false), Catch::Contains("magnitude 31"));
+  CHECK_THROWS_WITH(augment_op_value(AugmentOp::rotate, 31, 31, false),
+                    Catch::Contains("magnitude 31"));
 }
 
-TEST_CASE("geometric RandAugment operations move pixels where their definitions say", "[transforms][randaugment]") {
+TEST_CASE("geometric RandAugment operations move pixels where their definitions say",
+          "[transforms][randaugment]") {
   const Image img = random_image(4);
   CHECK(apply(AugmentOp::identity, 0, img) == img);
   CHECK(apply(AugmentOp::rotate, 0, img) == img);
@@ -147,7 +153,8 @@ TEST_CASE("geometric RandAugment operations move pixels where their definitions 
       }
 }
 
-TEST_CASE("colour RandAugment operations give the PIL results on known images", "[transforms][randaugment]") {
+TEST_CASE("colour RandAugment operations give the PIL results on known images",
+          "[transforms][randaugment]") {
   const Image img = random_image(5);
   CHECK(apply(AugmentOp::brightness, 1.0, img) == img);
   CHECK(apply(AugmentOp::color, 1.0, img) == img);
@@ -198,7 +205,8 @@ TEST_CASE("colour RandAugment operations give the PIL results on known images", 
   CHECK(apply(AugmentOp::equalize, 0, constant) == constant);
 }
 
-TEST_CASE("augment: deterministic per Rng state, and each stage fires as configured", "[transforms][augment]") {
+TEST_CASE("augment: deterministic per Rng state, and each stage fires as configured",
+          "[transforms][augment]") {
   const Image img = random_image(6);
   Image out(3072), again(3072), scratch(3072);
   const AugmentConfig full;  // crop 4, flip, RandAugment p = 0.25, N = 2, M = 9

@@ -2,11 +2,11 @@
 // the object goes out of scope. Tests that write files use one each.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <string>
-
-#include <unistd.h>
 
 namespace normlab::testing {
 

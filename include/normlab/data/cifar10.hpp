@@ -23,7 +23,7 @@ namespace normlab::data {
 constexpr int kCifarChannels = 3;
 constexpr int kCifarSide = 32;
 constexpr int64_t kCifarImageBytes = kCifarChannels * kCifarSide * kCifarSide;  // 3,072
-constexpr int64_t kCifarRecordBytes = 1 + kCifarImageBytes;                       // 3,073
+constexpr int64_t kCifarRecordBytes = 1 + kCifarImageBytes;                     // 3,073
 constexpr int kCifarClasses = 10;
 constexpr int64_t kCifarRecordsPerFile = 10000;
 
@@ -53,11 +53,14 @@ class Cifar10 {
   Cifar10() = default;
   /// Requires: images.size() == 3,072 * labels.size(). For data built in memory (subsets, tests);
   /// labels are checked by whoever consumes them (the Loader does).
-  Cifar10(std::vector<uint8_t> images, std::vector<int32_t> labels, std::vector<std::string> class_names)
-      : images_(std::move(images)), labels_(std::move(labels)), class_names_(std::move(class_names)) {
+  Cifar10(std::vector<uint8_t> images, std::vector<int32_t> labels,
+          std::vector<std::string> class_names)
+      : images_(std::move(images)),
+        labels_(std::move(labels)),
+        class_names_(std::move(class_names)) {
     NORMLAB_CHECK(images_.size() == labels_.size() * static_cast<size_t>(kCifarImageBytes),
-                  "Cifar10: ", images_.size(), " image bytes for ", labels_.size(), " labels (expected ",
-                  labels_.size() * kCifarImageBytes, ")");
+                  "Cifar10: ", images_.size(), " image bytes for ", labels_.size(),
+                  " labels (expected ", labels_.size() * kCifarImageBytes, ")");
   }
 
   /// Requires: `dir` holds the split's files (see the file comment).
@@ -111,19 +114,21 @@ inline Cifar10 Cifar10::load(const std::string& dir, Split split, const Cifar10O
   for (size_t f = 0; f < names.size(); ++f) {
     const fs::path path = fs::path(dir) / names[f];
     NORMLAB_CHECK(fs::is_regular_file(path, ec), "CIFAR-10: missing file ", path.string(), " (the ",
-                  split_name(split), " split needs ", names.size() == 1 ? names[0] : "data_batch_1..5.bin", ")");
+                  split_name(split), " split needs ",
+                  names.size() == 1 ? names[0] : "data_batch_1..5.bin", ")");
     const int64_t bytes = static_cast<int64_t>(fs::file_size(path, ec));
     NORMLAB_CHECK(!ec, "CIFAR-10: cannot read the size of ", path.string(), ": ", ec.message());
     if (options.records_per_file > 0) {
       const int64_t expected = options.records_per_file * kCifarRecordBytes;
-      NORMLAB_CHECK(bytes == expected, "CIFAR-10: ", path.string(), " has ", bytes, " bytes, expected ",
-                    expected, " (", options.records_per_file, " records of ", kCifarRecordBytes,
+      NORMLAB_CHECK(bytes == expected, "CIFAR-10: ", path.string(), " has ", bytes,
+                    " bytes, expected ", expected, " (", options.records_per_file, " records of ",
+                    kCifarRecordBytes,
                     " bytes); the file is truncated or not a CIFAR-10 binary batch");
     } else {
-      NORMLAB_CHECK(bytes > 0 && bytes % kCifarRecordBytes == 0, "CIFAR-10: ", path.string(), " has ",
-                    bytes, " bytes, expected a positive multiple of the ", kCifarRecordBytes,
-                    "-byte record (", bytes / kCifarRecordBytes, " whole records and ",
-                    bytes % kCifarRecordBytes, " bytes left over)");
+      NORMLAB_CHECK(bytes > 0 && bytes % kCifarRecordBytes == 0, "CIFAR-10: ", path.string(),
+                    " has ", bytes, " bytes, expected a positive multiple of the ",
+                    kCifarRecordBytes, "-byte record (", bytes / kCifarRecordBytes,
+                    " whole records and ", bytes % kCifarRecordBytes, " bytes left over)");
     }
     records[f] = bytes / kCifarRecordBytes;
     total += records[f];
@@ -149,7 +154,8 @@ inline Cifar10 Cifar10::load(const std::string& dir, Split split, const Cifar10O
                     " (byte offset ", r * kCifarRecordBytes, ") has label ", int(record[0]),
                     ", expected 0-", kCifarClasses - 1);
       labels[static_cast<size_t>(done + r)] = record[0];
-      std::copy(record + 1, record + kCifarRecordBytes, images.data() + (done + r) * kCifarImageBytes);
+      std::copy(record + 1, record + kCifarRecordBytes,
+                images.data() + (done + r) * kCifarImageBytes);
     }
     done += count;
   }
@@ -177,13 +183,15 @@ inline std::string find_cifar10_dir(const std::string& cli_dir = "") {
       "directory holding data_batch_1..5.bin, test_batch.bin and batches.meta.txt.";
   if (!cli_dir.empty()) {
     NORMLAB_CHECK(qualifies(cli_dir), "CIFAR-10: --data ", cli_dir,
-                  " does not hold the CIFAR-10 binary files (no test_batch.bin there). ", how_to_get);
+                  " does not hold the CIFAR-10 binary files (no test_batch.bin there). ",
+                  how_to_get);
     return cli_dir;
   }
   const char* env = std::getenv("CIFAR10_DIR");
   if (env != nullptr && env[0] != '\0') {
     NORMLAB_CHECK(qualifies(env), "CIFAR-10: CIFAR10_DIR=", env,
-                  " does not hold the CIFAR-10 binary files (no test_batch.bin there). ", how_to_get);
+                  " does not hold the CIFAR-10 binary files (no test_batch.bin there). ",
+                  how_to_get);
     return env;
   }
   const std::array<std::string, 2> defaults = {"./data/cifar-10-batches-bin",
@@ -191,9 +199,10 @@ inline std::string find_cifar10_dir(const std::string& cli_dir = "") {
   for (const std::string& dir : defaults)
     if (qualifies(dir)) return dir;
   std::error_code ec;
-  throw Error(detail::concat("CIFAR-10 data not found. Looked in: --data (not given), $CIFAR10_DIR (not set), ",
-                             defaults[0], ", ", defaults[1], " (relative to ", fs::current_path(ec).string(),
-                             "). ", how_to_get));
+  throw Error(detail::concat(
+      "CIFAR-10 data not found. Looked in: --data (not given), $CIFAR10_DIR (not set), ",
+      defaults[0], ", ", defaults[1], " (relative to ", fs::current_path(ec).string(), "). ",
+      how_to_get));
 }
 
 }  // namespace normlab::data

@@ -32,10 +32,10 @@ namespace normlab::data {
 
 struct LoaderOptions {
   int64_t batch_size = 64;
-  bool shuffle = true;      ///< a new permutation each epoch; false = dataset order
-  bool augment = true;      ///< apply `augmentation`; false = images as stored
-  bool drop_last = false;   ///< false keeps the last partial batch (PyTorch's default)
-  bool prefetch = true;     ///< prepare the next batch on a background thread
+  bool shuffle = true;     ///< a new permutation each epoch; false = dataset order
+  bool augment = true;     ///< apply `augmentation`; false = images as stored
+  bool drop_last = false;  ///< false keeps the last partial batch (PyTorch's default)
+  bool prefetch = true;    ///< prepare the next batch on a background thread
   uint64_t seed = 1;
   AugmentConfig augmentation;
   Normalization normalization;
@@ -66,7 +66,8 @@ class Loader {
   /// Requires: `data` outlives the loader and is not modified while it exists; batch_size >= 1.
   Loader(const Cifar10& data, const LoaderOptions& options)
       : data_(data), options_(options), normalizer_(options.normalization) {
-    NORMLAB_CHECK(options.batch_size >= 1, "Loader: batch_size must be >= 1, got ", options.batch_size);
+    NORMLAB_CHECK(options.batch_size >= 1, "Loader: batch_size must be >= 1, got ",
+                  options.batch_size);
     NORMLAB_CHECK(data.size() > 0, "Loader: the dataset is empty");
     if (options.augment) check_augment_config(options.augmentation);
     order_.resize(static_cast<size_t>(data.size()));
@@ -135,7 +136,8 @@ class Loader {
     const int64_t number = next_to_hand_out_++;
     Slot& slot = slots_[number % 2];
     if (options_.prefetch) {
-      changed_.wait(lock, [&] { return slot.state == SlotState::ready && slot.batch.number == number; });
+      changed_.wait(lock,
+                    [&] { return slot.state == SlotState::ready && slot.batch.number == number; });
     } else {
       lock.unlock();
       fill(slot, number);
@@ -179,8 +181,8 @@ class Loader {
       for (int64_t b = 0; b < count; ++b) {
         const int64_t index = order_[static_cast<size_t>(begin + b)];
         const int32_t label = data_.label(index);
-        NORMLAB_CHECK(label >= 0 && label < kCifarClasses, "Loader: image ", index, " has label ", label,
-                      ", expected 0-", kCifarClasses - 1);
+        NORMLAB_CHECK(label >= 0 && label < kCifarClasses, "Loader: image ", index, " has label ",
+                      label, ", expected 0-", kCifarClasses - 1);
         batch.labels[static_cast<size_t>(b)] = label;
         batch.indices[static_cast<size_t>(b)] = index;
         const uint8_t* image = data_.image(index);
@@ -237,9 +239,9 @@ class Loader {
   bool worker_busy_ = false;
   bool epoch_started_ = false;
   int64_t epoch_ = 0;
-  int64_t next_to_fill_ = 0;       // batch number the worker prepares next
-  int64_t next_to_hand_out_ = 0;   // batch number next() returns next
-  int held_ = -1;                  // slot the caller holds, or -1
+  int64_t next_to_fill_ = 0;      // batch number the worker prepares next
+  int64_t next_to_hand_out_ = 0;  // batch number next() returns next
+  int held_ = -1;                 // slot the caller holds, or -1
 };
 
 }  // namespace normlab::data

@@ -63,7 +63,8 @@ class Normalizer {
 /// side (pixel value 0, i.e. black, before any normalisation); top = left = pad is the identity.
 inline void crop_padded(const uint8_t* in, uint8_t* out, int pad, int top, int left) {
   NORMLAB_CHECK(pad >= 0 && top >= 0 && left >= 0 && top <= 2 * pad && left <= 2 * pad,
-                "crop_padded: offset (", top, ", ", left, ") outside [0, ", 2 * pad, "] for padding ", pad);
+                "crop_padded: offset (", top, ", ", left, ") outside [0, ", 2 * pad,
+                "] for padding ", pad);
   const int dy = top - pad, dx = left - pad;  // source = destination + (dy, dx)
   const int x_begin = std::max(0, -dx), x_end = std::min(kCifarSide, kCifarSide - dx);
   for (int c = 0; c < kCifarChannels; ++c) {
@@ -92,15 +93,28 @@ inline void horizontal_flip(const uint8_t* in, uint8_t* out) {
 
 /// torchvision's RandAugment operation list, in its order.
 enum class AugmentOp {
-  identity, shear_x, shear_y, translate_x, translate_y, rotate, brightness, color, contrast,
-  sharpness, posterize, solarize, autocontrast, equalize
+  identity,
+  shear_x,
+  shear_y,
+  translate_x,
+  translate_y,
+  rotate,
+  brightness,
+  color,
+  contrast,
+  sharpness,
+  posterize,
+  solarize,
+  autocontrast,
+  equalize
 };
 constexpr int kAugmentOps = 14;
 
 inline const char* augment_op_name(AugmentOp op) {
   static const char* const names[kAugmentOps] = {
-      "identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "brightness",
-      "color", "contrast", "sharpness", "posterize", "solarize", "autocontrast", "equalize"};
+      "identity",  "shear_x",    "shear_y",      "translate_x", "translate_y",
+      "rotate",    "brightness", "color",        "contrast",    "sharpness",
+      "posterize", "solarize",   "autocontrast", "equalize"};
   return names[static_cast<int>(op)];
 }
 
@@ -118,19 +132,26 @@ inline double augment_op_value(AugmentOp op, int magnitude, int bins, bool negat
   const double sign = negative ? -1.0 : 1.0;
   switch (op) {
     case AugmentOp::shear_x:
-    case AugmentOp::shear_y: return sign * 0.3 * f;
+    case AugmentOp::shear_y:
+      return sign * 0.3 * f;
     case AugmentOp::translate_x:
-    case AugmentOp::translate_y: return sign * std::trunc(150.0 / 331.0 * kCifarSide * f);
-    case AugmentOp::rotate: return sign * 30.0 * f;
+    case AugmentOp::translate_y:
+      return sign * std::trunc(150.0 / 331.0 * kCifarSide * f);
+    case AugmentOp::rotate:
+      return sign * 30.0 * f;
     case AugmentOp::brightness:
     case AugmentOp::color:
     case AugmentOp::contrast:
-    case AugmentOp::sharpness: return 1.0 + sign * 0.9 * f;
-    case AugmentOp::posterize: return 8.0 - std::round(4.0 * f);
-    case AugmentOp::solarize: return 255.0 * (1.0 - f);
+    case AugmentOp::sharpness:
+      return 1.0 + sign * 0.9 * f;
+    case AugmentOp::posterize:
+      return 8.0 - std::round(4.0 * f);
+    case AugmentOp::solarize:
+      return 255.0 * (1.0 - f);
     case AugmentOp::identity:
     case AugmentOp::autocontrast:
-    case AugmentOp::equalize: return 0.0;
+    case AugmentOp::equalize:
+      return 0.0;
   }
   return 0.0;
 }
@@ -157,8 +178,8 @@ inline void warp_nearest(const uint8_t* in, uint8_t* out, double a, double b, do
 
 /// PIL's luma: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (ITU-R 601-2, 0.299/0.587/0.114).
 inline uint8_t luma(const uint8_t* in, int i) {
-  return static_cast<uint8_t>((19595u * in[i] + 38470u * in[kPlane + i] + 7471u * in[2 * kPlane + i] +
-                               32768u) >> 16);
+  return static_cast<uint8_t>(
+      (19595u * in[i] + 38470u * in[kPlane + i] + 7471u * in[2 * kPlane + i] + 32768u) >> 16);
 }
 
 /// out = degenerate + factor * (in - degenerate), rounded and clamped (PIL's ImageEnhance blend).
@@ -192,11 +213,21 @@ inline void apply_augment_op(AugmentOp op, double value, const uint8_t* in, uint
   NORMLAB_CHECK(in != out, "apply_augment_op(", augment_op_name(op), "): in and out must differ");
   constexpr double center = (kCifarSide - 1) / 2.0;
   switch (op) {
-    case AugmentOp::identity: std::memcpy(out, in, kCifarImageBytes); return;
-    case AugmentOp::shear_x: detail::warp_nearest(in, out, 1, value, 0, 0, 1, 0); return;
-    case AugmentOp::shear_y: detail::warp_nearest(in, out, 1, 0, 0, value, 1, 0); return;
-    case AugmentOp::translate_x: detail::warp_nearest(in, out, 1, 0, -value, 0, 1, 0); return;
-    case AugmentOp::translate_y: detail::warp_nearest(in, out, 1, 0, 0, 0, 1, -value); return;
+    case AugmentOp::identity:
+      std::memcpy(out, in, kCifarImageBytes);
+      return;
+    case AugmentOp::shear_x:
+      detail::warp_nearest(in, out, 1, value, 0, 0, 1, 0);
+      return;
+    case AugmentOp::shear_y:
+      detail::warp_nearest(in, out, 1, 0, 0, value, 1, 0);
+      return;
+    case AugmentOp::translate_x:
+      detail::warp_nearest(in, out, 1, 0, -value, 0, 1, 0);
+      return;
+    case AugmentOp::translate_y:
+      detail::warp_nearest(in, out, 1, 0, 0, 0, 1, -value);
+      return;
     case AugmentOp::rotate: {
       // Inverse map of a counter-clockwise rotation on screen (y grows downwards).
       const double t = value * 3.14159265358979323846 / 180.0, cs = std::cos(t), sn = std::sin(t);
@@ -208,7 +239,8 @@ inline void apply_augment_op(AugmentOp op, double value, const uint8_t* in, uint
       detail::blend_with(in, out, value, [](int) { return 0.0; });
       return;
     case AugmentOp::color:
-      detail::blend_with(in, out, value, [in](int i) { return double(detail::luma(in, i % kPlane)); });
+      detail::blend_with(in, out, value,
+                         [in](int i) { return double(detail::luma(in, i % kPlane)); });
       return;
     case AugmentOp::contrast: {
       uint64_t sum = 0;
@@ -232,7 +264,8 @@ inline void apply_augment_op(AugmentOp op, double value, const uint8_t* in, uint
     }
     case AugmentOp::posterize: {
       const int bits = static_cast<int>(value);
-      NORMLAB_CHECK(bits >= 1 && bits <= 8, "apply_augment_op(posterize): bits ", value, " outside [1, 8]");
+      NORMLAB_CHECK(bits >= 1 && bits <= 8, "apply_augment_op(posterize): bits ", value,
+                    " outside [1, 8]");
       const uint8_t mask = static_cast<uint8_t>(0xFF << (8 - bits));
       for (int i = 0; i < kCifarImageBytes; ++i) out[i] = in[i] & mask;
       return;
@@ -262,7 +295,8 @@ inline void apply_augment_op(AugmentOp op, double value, const uint8_t* in, uint
         const int step = (kPlane - hist[last]) / 255;
         int below = 0;
         for (int p = 0; p < 256; ++p) {
-          lut[c][p] = step == 0 ? uint8_t(p) : static_cast<uint8_t>(std::min(255, (below + step / 2) / step));
+          lut[c][p] = step == 0 ? uint8_t(p)
+                                : static_cast<uint8_t>(std::min(255, (below + step / 2) / step));
           below += hist[p];
         }
       }
@@ -275,26 +309,30 @@ inline void apply_augment_op(AugmentOp op, double value, const uint8_t* in, uint
 // ---- the training augmentation --------------------------------------------------------------
 
 struct AugmentConfig {
-  int crop_padding = 4;          ///< random 32x32 crop of the image zero-padded by this; 0 = off
-  bool horizontal_flip = true;   ///< mirror with probability 0.5
+  int crop_padding = 4;         ///< random 32x32 crop of the image zero-padded by this; 0 = off
+  bool horizontal_flip = true;  ///< mirror with probability 0.5
   double randaugment_probability = 0.25;  ///< apply the RandAugment policy with this probability
-  int randaugment_ops = 2;       ///< operations per application (torchvision's num_ops)
-  int randaugment_magnitude = 9; ///< level in [0, randaugment_bins)
-  int randaugment_bins = 31;     ///< torchvision's num_magnitude_bins
+  int randaugment_ops = 2;                ///< operations per application (torchvision's num_ops)
+  int randaugment_magnitude = 9;          ///< level in [0, randaugment_bins)
+  int randaugment_bins = 31;              ///< torchvision's num_magnitude_bins
 };
 
 /// Ensures: returns normally when every field of `config` is in range, else throws a
 /// normlab::Error naming the field and its value.
 inline void check_augment_config(const AugmentConfig& config) {
-  NORMLAB_CHECK(config.crop_padding >= 0 && config.crop_padding <= kCifarSide, "augment: crop_padding ",
-                config.crop_padding, " outside [0, ", kCifarSide, "]");
+  NORMLAB_CHECK(config.crop_padding >= 0 && config.crop_padding <= kCifarSide,
+                "augment: crop_padding ", config.crop_padding, " outside [0, ", kCifarSide, "]");
   NORMLAB_CHECK(config.randaugment_probability >= 0 && config.randaugment_probability <= 1,
-                "augment: randaugment_probability ", config.randaugment_probability, " outside [0, 1]");
-  NORMLAB_CHECK(config.randaugment_ops >= 0, "augment: randaugment_ops ", config.randaugment_ops, " < 0");
-  NORMLAB_CHECK(config.randaugment_bins >= 2, "augment: randaugment_bins ", config.randaugment_bins, " < 2");
-  NORMLAB_CHECK(config.randaugment_magnitude >= 0 && config.randaugment_magnitude < config.randaugment_bins,
-                "augment: randaugment_magnitude ", config.randaugment_magnitude, " outside [0, ",
-                config.randaugment_bins - 1, "]");
+                "augment: randaugment_probability ", config.randaugment_probability,
+                " outside [0, 1]");
+  NORMLAB_CHECK(config.randaugment_ops >= 0, "augment: randaugment_ops ", config.randaugment_ops,
+                " < 0");
+  NORMLAB_CHECK(config.randaugment_bins >= 2, "augment: randaugment_bins ", config.randaugment_bins,
+                " < 2");
+  NORMLAB_CHECK(
+      config.randaugment_magnitude >= 0 && config.randaugment_magnitude < config.randaugment_bins,
+      "augment: randaugment_magnitude ", config.randaugment_magnitude, " outside [0, ",
+      config.randaugment_bins - 1, "]");
 }
 
 /// Requires: `in`, `out`, `scratch` are distinct [3][32][32] buffers; check_augment_config passes.
@@ -325,8 +363,9 @@ inline void augment(const uint8_t* in, uint8_t* out, uint8_t* scratch, const Aug
     for (int k = 0; k < config.randaugment_ops; ++k) {
       const auto op = static_cast<AugmentOp>(rng.below(kAugmentOps));
       const bool negative = rng.uniform() < 0.5f;
-      apply_augment_op(op, augment_op_value(op, config.randaugment_magnitude, config.randaugment_bins, negative),
-                       current, other);
+      apply_augment_op(
+          op, augment_op_value(op, config.randaugment_magnitude, config.randaugment_bins, negative),
+          current, other);
       std::swap(current, other);
     }
   }

@@ -4,13 +4,13 @@
 // temporary file is removed and the destination is left as it was.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
-
-#include <unistd.h>
 
 #include "normlab/core/error.hpp"
 
@@ -19,9 +19,11 @@ namespace normlab::io {
 /// Requires: the directory of `path` exists and is writable.
 /// Ensures: `path` holds exactly the `size` bytes at `data`, or a normlab::Error names `what`,
 /// the path and the system's reason, and no file was created or changed.
-inline void write_file_atomic(const std::string& path, const void* data, size_t size, const char* what) {
+inline void write_file_atomic(const std::string& path, const void* data, size_t size,
+                              const char* what) {
   static std::atomic<unsigned> counter{0};
-  const std::string temp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  const std::string temp =
+      path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   const auto fail = [&](const char* step) {
     const std::string reason = std::strerror(errno);
     std::remove(temp.c_str());

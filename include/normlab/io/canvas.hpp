@@ -45,7 +45,8 @@ class Canvas {
   Canvas() = default;
   /// Requires: width, height >= 1.
   Canvas(int width, int height, Color background = colors::white) : width_(width), height_(height) {
-    NORMLAB_CHECK(width >= 1 && height >= 1, "Canvas: size ", width, "x", height, " must be positive");
+    NORMLAB_CHECK(width >= 1 && height >= 1, "Canvas: size ", width, "x", height,
+                  " must be positive");
     pixels_.resize(static_cast<size_t>(width) * height * 3);
     fill(background);
   }
@@ -118,7 +119,8 @@ class Canvas {
     for (int sy = 0; sy < h; ++sy)
       for (int sx = 0; sx < w; ++sx) {
         const size_t i = static_cast<size_t>(sy) * w + sx;
-        fill_rect(x + sx * scale, y + sy * scale, scale, scale, {chw[i], chw[plane + i], chw[2 * plane + i]});
+        fill_rect(x + sx * scale, y + sy * scale, scale, scale,
+                  {chw[i], chw[plane + i], chw[2 * plane + i]});
       }
   }
 
@@ -130,7 +132,8 @@ class Canvas {
 
   /// Requires: scale >= 1. Ensures: `text` drawn on one line with the top of its capitals at y;
   /// x is its left end, centre or right end per `align`. Returns the text's width in pixels.
-  int draw_text(int x, int y, const std::string& text, Color c, int scale = 1, Align align = Align::left) {
+  int draw_text(int x, int y, const std::string& text, Color c, int scale = 1,
+                Align align = Align::left) {
     const int width = font::text_width(text, scale);
     int pen = align == Align::left ? x : align == Align::center ? x - width / 2 : x - width;
     for (char ch : text) {
@@ -156,7 +159,9 @@ class Canvas {
   }
 
   /// Ensures: the canvas saved as an RGB PNG, atomically (see write_png).
-  void save_png(const std::string& path) const { write_png(path, pixels_.data(), width_, height_, 3); }
+  void save_png(const std::string& path) const {
+    write_png(path, pixels_.data(), width_, height_, 3);
+  }
 
  private:
   size_t offset(int x, int y) const { return (static_cast<size_t>(y) * width_ + x) * 3; }

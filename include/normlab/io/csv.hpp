@@ -37,8 +37,8 @@ class CsvTable {
 
   /// Requires: one cell per column. Ensures: the row is appended.
   void add_row(const std::vector<CsvCell>& cells) {
-    NORMLAB_CHECK(cells.size() == header_.size(), "CsvTable::add_row: ", cells.size(), " cells for ",
-                  header_.size(), " columns");
+    NORMLAB_CHECK(cells.size() == header_.size(), "CsvTable::add_row: ", cells.size(),
+                  " cells for ", header_.size(), " columns");
     std::vector<std::string> row;
     row.reserve(cells.size());
     for (const CsvCell& cell : cells) row.push_back(cell.text);

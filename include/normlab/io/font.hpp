@@ -117,12 +117,14 @@ inline GlyphTable parse_glyphs() {
   for (size_t band = 0; band * kGlyphHeight < rows.size(); ++band) {
     const size_t in_band = (rows[band * kGlyphHeight].size() + 1) / (kGlyphWidth + 1);
     for (size_t k = 0; k < in_band; ++k, ++glyph) {
-      NORMLAB_CHECK(glyph < static_cast<int>(table.size()), "font: more glyphs than printable ASCII");
+      NORMLAB_CHECK(glyph < static_cast<int>(table.size()),
+                    "font: more glyphs than printable ASCII");
       Glyph& g = table[static_cast<size_t>(glyph)];
       int lo = kGlyphWidth, hi = -1;
       for (int y = 0; y < kGlyphHeight; ++y) {
         const std::string& row = rows[band * kGlyphHeight + static_cast<size_t>(y)];
-        NORMLAB_CHECK(row.size() >= (k + 1) * (kGlyphWidth + 1) - 1, "font: short row in band ", band);
+        NORMLAB_CHECK(row.size() >= (k + 1) * (kGlyphWidth + 1) - 1, "font: short row in band ",
+                      band);
         for (int x = 0; x < kGlyphWidth; ++x)
           if (row[k * (kGlyphWidth + 1) + static_cast<size_t>(x)] == '#') {
             g.rows[static_cast<size_t>(y)] |= static_cast<uint8_t>(1u << (kGlyphWidth - 1 - x));
@@ -143,7 +145,8 @@ inline GlyphTable parse_glyphs() {
       }
     }
   }
-  NORMLAB_CHECK(glyph == static_cast<int>(table.size()), "font: ", glyph, " glyphs, expected ", table.size());
+  NORMLAB_CHECK(glyph == static_cast<int>(table.size()), "font: ", glyph, " glyphs, expected ",
+                table.size());
   return table;
 }
 
@@ -160,7 +163,8 @@ inline const detail::Glyph& glyph(char c) {
 inline bool ink(char c, int x, int y) {
   const detail::Glyph& g = glyph(c);
   const int column = g.first_column + x;
-  return column < kGlyphWidth && ((g.rows[static_cast<size_t>(y)] >> (kGlyphWidth - 1 - column)) & 1u);
+  return column < kGlyphWidth &&
+         ((g.rows[static_cast<size_t>(y)] >> (kGlyphWidth - 1 - column)) & 1u);
 }
 
 /// Requires: scale >= 1. Ensures: horizontal pixels taken by `c` followed by the next glyph.

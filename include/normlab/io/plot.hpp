@@ -21,9 +21,9 @@ namespace normlab::io {
 
 /// Ensures: colour i of a 10-colour qualitative palette (Tableau 10), cycling.
 inline Color palette(size_t i) {
-  static const Color colors[10] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
-                                   {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127},
-                                   {188, 189, 34},  {23, 190, 207}};
+  static const Color colors[10] = {
+      {31, 119, 180}, {255, 127, 14},  {44, 160, 44},   {214, 39, 40},  {148, 103, 189},
+      {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
   return colors[i % 10];
 }
 
@@ -41,7 +41,8 @@ struct NiceScale {
 /// on a log scale) and low' <= low, high' >= high. An empty range is widened around its value.
 inline NiceScale nice_scale(double low, double high, int target = 6) {
   NORMLAB_CHECK(std::isfinite(low) && std::isfinite(high) && low <= high && target >= 2,
-                "nice_scale: need finite low <= high and target >= 2, got [", low, ", ", high, "], ", target);
+                "nice_scale: need finite low <= high and target >= 2, got [", low, ", ", high,
+                "], ", target);
   if (high - low <= 1e-12 * std::max(std::abs(low), std::abs(high))) {
     const double pad = low == 0 ? 1.0 : std::abs(low) * 0.1;
     low -= pad;
@@ -81,8 +82,8 @@ struct Series {
 struct LineChart {
   std::string title, x_label, y_label;
   std::vector<Series> series;
-  int text_scale = 2;     ///< font scale of every text in the chart
-  int max_markers = 40;   ///< series with at most this many points get a dot at each point
+  int text_scale = 2;    ///< font scale of every text in the chart
+  int max_markers = 40;  ///< series with at most this many points get a dot at each point
 };
 
 namespace detail {
@@ -95,8 +96,10 @@ struct Legend {
   int scale = 1, swatch = 0, pad = 0, spacing = 0;
   std::vector<int> name_widths;
 
-  Legend(const LineChart& chart) : scale(chart.text_scale), swatch(12 * scale), pad(5 * scale), spacing(12 * scale) {
-    for (const Series& series : chart.series) name_widths.push_back(font::text_width(series.name, scale));
+  Legend(const LineChart& chart)
+      : scale(chart.text_scale), swatch(12 * scale), pad(5 * scale), spacing(12 * scale) {
+    for (const Series& series : chart.series)
+      name_widths.push_back(font::text_width(series.name, scale));
   }
   int item_width(size_t i) const { return swatch + 3 * scale + name_widths[i]; }
   int box_width() const {
@@ -105,7 +108,8 @@ struct Legend {
     return pad + w + pad;
   }
   int box_height() const {
-    return pad + static_cast<int>(name_widths.size()) * line_height(scale) - font::kLineSpacing * scale + pad;
+    return pad + static_cast<int>(name_widths.size()) * line_height(scale) -
+           font::kLineSpacing * scale + pad;
   }
   /// Rows of series indices that fit in `width` when laid out side by side.
   std::vector<std::vector<size_t>> rows(int width) const {
@@ -124,7 +128,8 @@ struct Legend {
   }
   void draw_item(Canvas& canvas, const LineChart& chart, size_t i, int x, int y) const {
     const double mid = y + font::kCapHeight * scale / 2.0;
-    canvas.draw_line(x, mid, x + swatch, mid, chart.series[i].color.value_or(palette(i)), 1.5 * scale);
+    canvas.draw_line(x, mid, x + swatch, mid, chart.series[i].color.value_or(palette(i)),
+                     1.5 * scale);
     canvas.draw_text(x + swatch + 3 * scale, y, chart.series[i].name, colors::text, scale);
   }
 };
@@ -149,14 +154,16 @@ struct PlotArea {
 inline void draw_line_chart(Canvas& canvas, int x, int y, int w, int h, const LineChart& chart) {
   const int s = chart.text_scale;
   NORMLAB_CHECK(s >= 1, "draw_line_chart: text_scale ", s, " must be >= 1");
-  double x_min = std::numeric_limits<double>::infinity(), x_max = -x_min, y_min = x_min, y_max = -x_min;
+  double x_min = std::numeric_limits<double>::infinity(), x_max = -x_min, y_min = x_min,
+         y_max = -x_min;
   for (const Series& series : chart.series) {
-    NORMLAB_CHECK(series.x.size() == series.y.size(), "draw_line_chart(", chart.title, "): series '",
-                  series.name, "' has ", series.x.size(), " x values and ", series.y.size(), " y values");
+    NORMLAB_CHECK(series.x.size() == series.y.size(), "draw_line_chart(", chart.title,
+                  "): series '", series.name, "' has ", series.x.size(), " x values and ",
+                  series.y.size(), " y values");
     for (size_t i = 0; i < series.x.size(); ++i) {
-      NORMLAB_CHECK(std::isfinite(series.x[i]) && std::isfinite(series.y[i]), "draw_line_chart(", chart.title,
-                    "): series '", series.name, "' point ", i, " is not finite (", series.x[i], ", ",
-                    series.y[i], ")");
+      NORMLAB_CHECK(std::isfinite(series.x[i]) && std::isfinite(series.y[i]), "draw_line_chart(",
+                    chart.title, "): series '", series.name, "' point ", i, " is not finite (",
+                    series.x[i], ", ", series.y[i], ")");
       x_min = std::min(x_min, series.x[i]);
       x_max = std::max(x_max, series.x[i]);
       y_min = std::min(y_min, series.y[i]);
@@ -186,7 +193,8 @@ inline void draw_line_chart(Canvas& canvas, int x, int y, int w, int h, const Li
     for (const Series& series : chart.series)
       for (size_t k = 0; k < series.x.size(); ++k) {
         const double ax = area.px(series.x[k]), ay = area.py(series.y[k]);
-        const double bx_ = k > 0 ? area.px(series.x[k - 1]) : ax, by_ = k > 0 ? area.py(series.y[k - 1]) : ay;
+        const double bx_ = k > 0 ? area.px(series.x[k - 1]) : ax,
+                     by_ = k > 0 ? area.py(series.y[k - 1]) : ay;
         for (int t = 0; t <= 16; ++t) {  // sample the segment densely enough for a box >= 16 px
           const double px = bx_ + (ax - bx_) * t / 16.0, py = by_ + (ay - by_) * t / 16.0;
           if (px >= x0 && px <= x1 && py >= y0 && py <= y1) return true;
@@ -206,32 +214,36 @@ inline void draw_line_chart(Canvas& canvas, int x, int y, int w, int h, const Li
     legend_rows = legend.rows(area.right - area.left);
     area.top += static_cast<int>(legend_rows.size()) * detail::line_height(s) + gap;
   }
-  NORMLAB_CHECK(area.right - area.left >= 20 && area.bottom - area.top >= 20, "draw_line_chart(", chart.title,
-                "): ", w, "x", h, " pixels leave no room for the plot at text_scale ", s);
+  NORMLAB_CHECK(area.right - area.left >= 20 && area.bottom - area.top >= 20, "draw_line_chart(",
+                chart.title, "): ", w, "x", h, " pixels leave no room for the plot at text_scale ",
+                s);
 
   canvas.fill_rect(x, y, w, h, colors::white);
   if (!chart.title.empty())
-    canvas.draw_text((area.left + area.right) / 2, y + pad, chart.title, colors::text, s, Align::center);
+    canvas.draw_text((area.left + area.right) / 2, y + pad, chart.title, colors::text, s,
+                     Align::center);
   for (double v : area.xs.ticks) {
     const int px = static_cast<int>(std::lround(area.px(v)));
     canvas.fill_rect(px, area.top, 1, area.bottom - area.top, colors::grid);
     canvas.fill_rect(px, area.bottom, std::max(1, s / 2), tick, colors::axis);
-    canvas.draw_text(px, area.bottom + tick + gap, format_number(v, area.xs.decimals), colors::text, s, Align::center);
+    canvas.draw_text(px, area.bottom + tick + gap, format_number(v, area.xs.decimals), colors::text,
+                     s, Align::center);
   }
   for (double v : area.ys.ticks) {
     const int py = static_cast<int>(std::lround(area.py(v)));
     canvas.fill_rect(area.left, py, area.right - area.left, 1, colors::grid);
     canvas.fill_rect(area.left - tick, py, tick, std::max(1, s / 2), colors::axis);
-    canvas.draw_text(area.left - tick - gap, py - font::kCapHeight * s / 2, format_number(v, area.ys.decimals),
-                     colors::text, s, Align::right);
+    canvas.draw_text(area.left - tick - gap, py - font::kCapHeight * s / 2,
+                     format_number(v, area.ys.decimals), colors::text, s, Align::right);
   }
-  canvas.draw_rect(area.left, area.top, area.right - area.left + 1, area.bottom - area.top + 1, colors::axis,
-                   std::max(1, s / 2));
+  canvas.draw_rect(area.left, area.top, area.right - area.left + 1, area.bottom - area.top + 1,
+                   colors::axis, std::max(1, s / 2));
   if (!chart.x_label.empty())
-    canvas.draw_text((area.left + area.right) / 2, area.bottom + tick + gap + text_h + gap, chart.x_label,
-                     colors::text, s, Align::center);
+    canvas.draw_text((area.left + area.right) / 2, area.bottom + tick + gap + text_h + gap,
+                     chart.x_label, colors::text, s, Align::center);
   if (!chart.y_label.empty())
-    canvas.draw_text_vertical(x + pad + text_h / 2, (area.top + area.bottom) / 2, chart.y_label, colors::text, s);
+    canvas.draw_text_vertical(x + pad + text_h / 2, (area.top + area.bottom) / 2, chart.y_label,
+                              colors::text, s);
 
   for (size_t i = 0; i < chart.series.size(); ++i) {
     const Series& series = chart.series[i];
@@ -239,7 +251,9 @@ inline void draw_line_chart(Canvas& canvas, int x, int y, int w, int h, const Li
     const bool markers = static_cast<int>(series.x.size()) <= chart.max_markers;
     for (size_t k = 0; k < series.x.size(); ++k) {
       const double px = area.px(series.x[k]), py = area.py(series.y[k]);
-      if (k > 0) canvas.draw_line(area.px(series.x[k - 1]), area.py(series.y[k - 1]), px, py, color, 1.25 * s);
+      if (k > 0)
+        canvas.draw_line(area.px(series.x[k - 1]), area.py(series.y[k - 1]), px, py, color,
+                         1.25 * s);
       if (markers) canvas.draw_line(px, py, px, py, color, 3.5 * s);
     }
   }
@@ -253,9 +267,11 @@ inline void draw_line_chart(Canvas& canvas, int x, int y, int w, int h, const Li
   }
   for (size_t r = 0; r < legend_rows.size(); ++r) {
     int row_w = 0;
-    for (size_t i : legend_rows[r]) row_w += (row_w > 0 ? legend.spacing : 0) + legend.item_width(i);
+    for (size_t i : legend_rows[r])
+      row_w += (row_w > 0 ? legend.spacing : 0) + legend.item_width(i);
     int item_x = (area.left + area.right - row_w) / 2;
-    const int row_y = area.top - gap - static_cast<int>(legend_rows.size() - r) * detail::line_height(s) +
+    const int row_y = area.top - gap -
+                      static_cast<int>(legend_rows.size() - r) * detail::line_height(s) +
                       font::kLineSpacing * s;
     for (size_t i : legend_rows[r]) {
       legend.draw_item(canvas, chart, i, item_x, row_y);
@@ -274,17 +290,20 @@ inline Canvas render_line_chart(const LineChart& chart, int width = 800, int hei
 /// Requires: columns >= 1; panels not empty.
 /// Ensures: the panels in a grid, `columns` wide, each panel_width x panel_height, under `title`
 /// (drawn at 1.5 times the panels' text scale, rounded up, when not empty).
-inline Canvas render_figure(const std::string& title, const std::vector<LineChart>& panels, int columns,
-                            int panel_width, int panel_height) {
-  NORMLAB_CHECK(columns >= 1 && !panels.empty(), "render_figure: need columns >= 1 and at least one panel");
+inline Canvas render_figure(const std::string& title, const std::vector<LineChart>& panels,
+                            int columns, int panel_width, int panel_height) {
+  NORMLAB_CHECK(columns >= 1 && !panels.empty(),
+                "render_figure: need columns >= 1 and at least one panel");
   const int rows = (static_cast<int>(panels.size()) + columns - 1) / columns;
   const int s = (panels.front().text_scale * 3 + 1) / 2;
   const int title_h = title.empty() ? 0 : font::text_height(s) + 12 * s;
   Canvas canvas(columns * panel_width, rows * panel_height + title_h);
-  if (!title.empty()) canvas.draw_text(canvas.width() / 2, 8 * s, title, colors::text, s, Align::center);
+  if (!title.empty())
+    canvas.draw_text(canvas.width() / 2, 8 * s, title, colors::text, s, Align::center);
   for (size_t i = 0; i < panels.size(); ++i) {
     const int column = static_cast<int>(i) % columns, row = static_cast<int>(i) / columns;
-    draw_line_chart(canvas, column * panel_width, title_h + row * panel_height, panel_width, panel_height, panels[i]);
+    draw_line_chart(canvas, column * panel_width, title_h + row * panel_height, panel_width,
+                    panel_height, panels[i]);
   }
   return canvas;
 }
@@ -294,7 +313,7 @@ inline Canvas render_figure(const std::string& title, const std::vector<LineChar
 struct GridImage {
   const uint8_t* pixels = nullptr;  ///< RGB planes (CHW), height x width each
   int width = 32, height = 32;
-  std::string caption;              ///< may hold several lines separated by '\n'
+  std::string caption;  ///< may hold several lines separated by '\n'
   Color caption_color = colors::text;
 };
 
@@ -302,8 +321,10 @@ namespace detail {
 inline std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines(1);
   for (char c : text) {
-    if (c == '\n') lines.emplace_back();
-    else lines.back() += c;
+    if (c == '\n')
+      lines.emplace_back();
+    else
+      lines.back() += c;
   }
   return lines;
 }
@@ -314,8 +335,8 @@ inline std::vector<std::string> split_lines(const std::string& text) {
 /// Ensures: `title` on top, then the images `columns` per row, each upscaled `scale` times
 /// (nearest) with its caption centred below it; every cell is as wide as the widest image or
 /// caption line, so nothing overlaps.
-inline Canvas render_image_grid(const std::string& title, const std::vector<GridImage>& images, int columns,
-                                int scale = 4, int text_scale = 2) {
+inline Canvas render_image_grid(const std::string& title, const std::vector<GridImage>& images,
+                                int columns, int scale = 4, int text_scale = 2) {
   NORMLAB_CHECK(!images.empty() && columns >= 1 && scale >= 1 && text_scale >= 1,
                 "render_image_grid: need images, columns >= 1, scale >= 1 and text_scale >= 1");
   const int s = text_scale, pad = 6 * s;
@@ -323,22 +344,26 @@ inline Canvas render_image_grid(const std::string& title, const std::vector<Grid
   int caption_w = 0;
   size_t caption_lines = 0;
   for (const GridImage& image : images) {
-    NORMLAB_CHECK(image.pixels != nullptr && image.width == images[0].width && image.height == images[0].height,
+    NORMLAB_CHECK(image.pixels != nullptr && image.width == images[0].width &&
+                      image.height == images[0].height,
                   "render_image_grid: every image needs pixels and the size ", images[0].width, "x",
                   images[0].height, ", got ", image.width, "x", image.height);
     const std::vector<std::string> lines = detail::split_lines(image.caption);
     caption_lines = std::max(caption_lines, lines.size());
-    for (const std::string& line : lines) caption_w = std::max(caption_w, font::text_width(line, s));
+    for (const std::string& line : lines)
+      caption_w = std::max(caption_w, font::text_width(line, s));
   }
   const int cell_w = std::max(image_w, caption_w) + 2 * pad;
-  const int cell_h = image_h + 2 * s + static_cast<int>(caption_lines) * detail::line_height(s) + pad;
+  const int cell_h =
+      image_h + 2 * s + static_cast<int>(caption_lines) * detail::line_height(s) + pad;
   const int ts = (3 * s + 1) / 2;
   const int title_h = title.empty() ? 0 : font::text_height(ts) + 2 * pad;
   const int count = static_cast<int>(images.size());
   const int used_columns = std::min(columns, count), rows = (count + columns - 1) / columns;
   Canvas canvas(std::max(used_columns * cell_w + 2 * pad, font::text_width(title, ts) + 4 * pad),
                 title_h + rows * cell_h + pad);
-  if (!title.empty()) canvas.draw_text(canvas.width() / 2, pad, title, colors::text, ts, Align::center);
+  if (!title.empty())
+    canvas.draw_text(canvas.width() / 2, pad, title, colors::text, ts, Align::center);
   const int grid_left = (canvas.width() - used_columns * cell_w) / 2;
   for (int i = 0; i < count; ++i) {
     const GridImage& image = images[static_cast<size_t>(i)];
@@ -348,8 +373,9 @@ inline Canvas render_image_grid(const std::string& title, const std::vector<Grid
     canvas.draw_rect(ix - 1, cy - 1, image_w + 2, image_h + 2, colors::axis);
     const std::vector<std::string> lines = detail::split_lines(image.caption);
     for (size_t l = 0; l < lines.size(); ++l)
-      canvas.draw_text(cx + cell_w / 2, cy + image_h + 3 * s + static_cast<int>(l) * detail::line_height(s), lines[l],
-                       image.caption_color, s, Align::center);
+      canvas.draw_text(cx + cell_w / 2,
+                       cy + image_h + 3 * s + static_cast<int>(l) * detail::line_height(s),
+                       lines[l], image.caption_color, s, Align::center);
   }
   return canvas;
 }
@@ -364,15 +390,17 @@ inline Canvas render_image_grid(const std::string& title, const std::vector<Grid
 /// along both axes (predicted ones written vertically below), and the overall accuracy under
 /// `title`.
 inline Canvas render_confusion_matrix(const std::string& title, const std::vector<int64_t>& counts,
-                                      const std::vector<std::string>& class_names, int text_scale = 2) {
+                                      const std::vector<std::string>& class_names,
+                                      int text_scale = 2) {
   const size_t n = class_names.size();
-  NORMLAB_CHECK(n >= 1 && counts.size() == n * n, "render_confusion_matrix: ", counts.size(), " counts for ", n,
-                " classes (expected ", n * n, ")");
-  NORMLAB_CHECK(text_scale >= 1, "render_confusion_matrix: text_scale ", text_scale, " must be >= 1");
+  NORMLAB_CHECK(n >= 1 && counts.size() == n * n, "render_confusion_matrix: ", counts.size(),
+                " counts for ", n, " classes (expected ", n * n, ")");
+  NORMLAB_CHECK(text_scale >= 1, "render_confusion_matrix: text_scale ", text_scale,
+                " must be >= 1");
   int64_t total = 0, correct = 0;
   for (size_t i = 0; i < n * n; ++i) {
-    NORMLAB_CHECK(counts[i] >= 0, "render_confusion_matrix: negative count ", counts[i], " at (", i / n, ", ",
-                  i % n, ")");
+    NORMLAB_CHECK(counts[i] >= 0, "render_confusion_matrix: negative count ", counts[i], " at (",
+                  i / n, ", ", i % n, ")");
     total += counts[i];
     if (i / n == i % n) correct += counts[i];
   }
@@ -381,8 +409,9 @@ inline Canvas render_confusion_matrix(const std::string& title, const std::vecto
   int name_w = 0;
   for (const std::string& name : class_names) name_w = std::max(name_w, font::text_width(name, s));
   const int ts = (3 * s + 1) / 2;
-  const std::string subtitle = total > 0 ? "accuracy " + format_number(100.0 * correct / total, 2) + "%, " +
-                                               std::to_string(total - correct) + " of " + std::to_string(total) +
+  const std::string subtitle = total > 0 ? "accuracy " + format_number(100.0 * correct / total, 2) +
+                                               "%, " + std::to_string(total - correct) + " of " +
+                                               std::to_string(total) +
                                                " wrong; cells: % of the true class"
                                          : "no samples";
   const int header_h = pad + (title.empty() ? 0 : font::text_height(ts) + pad) + text_h + pad;
@@ -405,16 +434,18 @@ inline Canvas render_confusion_matrix(const std::string& title, const std::vecto
     for (size_t c = 0; c < n; ++c) {
       const int64_t count = counts[r * n + c];
       const double value = row_total > 0 ? static_cast<double>(count) / row_total : 0.0;
-      const int x = grid_left + static_cast<int>(c) * cell, y = grid_top + static_cast<int>(r) * cell;
+      const int x = grid_left + static_cast<int>(c) * cell,
+                y = grid_top + static_cast<int>(r) * cell;
       const double shade = std::sqrt(value);  // so that confusions of a few percent show
       canvas.fill_rect(x, y, cell, cell, mix(colors::white, dark, shade));
       const long percent = std::lround(100 * value);
       if (count > 0)
         canvas.draw_text(x + cell / 2, y + (cell - font::kCapHeight * s) / 2,
-                         percent == 0 ? "<1" : std::to_string(percent), shade > 0.55 ? colors::white : colors::text,
-                         s, Align::center);
+                         percent == 0 ? "<1" : std::to_string(percent),
+                         shade > 0.55 ? colors::white : colors::text, s, Align::center);
     }
-    canvas.draw_text(grid_left - pad, grid_top + static_cast<int>(r) * cell + (cell - font::kCapHeight * s) / 2,
+    canvas.draw_text(grid_left - pad,
+                     grid_top + static_cast<int>(r) * cell + (cell - font::kCapHeight * s) / 2,
                      class_names[r], colors::text, s, Align::right);
   }
   for (size_t c = 0; c <= n; ++c) {  // cell borders
@@ -424,11 +455,11 @@ inline Canvas render_confusion_matrix(const std::string& title, const std::vecto
   canvas.draw_rect(grid_left, grid_top, grid + 1, grid + 1, colors::axis);
   for (size_t c = 0; c < n; ++c) {
     const int w = font::text_width(class_names[c], s);
-    canvas.draw_text_vertical(grid_left + static_cast<int>(c) * cell + cell / 2, grid_top + grid + pad + w / 2,
-                              class_names[c], colors::text, s);
+    canvas.draw_text_vertical(grid_left + static_cast<int>(c) * cell + cell / 2,
+                              grid_top + grid + pad + w / 2, class_names[c], colors::text, s);
   }
-  canvas.draw_text(grid_left + grid / 2, grid_top + grid + pad + name_w + pad, "predicted class", colors::text, s,
-                   Align::center);
+  canvas.draw_text(grid_left + grid / 2, grid_top + grid + pad + name_w + pad, "predicted class",
+                   colors::text, s, Align::center);
   canvas.draw_text_vertical(pad + text_h / 2, grid_top + grid / 2, "true class", colors::text, s);
   return canvas;
 }

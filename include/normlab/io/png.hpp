@@ -34,7 +34,8 @@ namespace normlab::io {
 /// height rows of width * channels bytes, top row first, channels interleaved.
 /// Ensures: the PNG file's bytes.
 inline std::vector<uint8_t> encode_png(const uint8_t* pixels, int width, int height, int channels) {
-  NORMLAB_CHECK(width >= 1 && height >= 1, "encode_png: image size ", width, "x", height, " must be positive");
+  NORMLAB_CHECK(width >= 1 && height >= 1, "encode_png: image size ", width, "x", height,
+                " must be positive");
   NORMLAB_CHECK(channels == 1 || channels == 3 || channels == 4, "encode_png: ", channels,
                 " channels, expected 1, 3 or 4");
   std::vector<uint8_t> bytes;
@@ -43,15 +44,18 @@ inline std::vector<uint8_t> encode_png(const uint8_t* pixels, int width, int hei
     const auto* begin = static_cast<const uint8_t*>(data);
     out->insert(out->end(), begin, begin + size);
   };
-  const int ok = stbi_write_png_to_func(append, &bytes, width, height, channels, pixels, width * channels);
-  NORMLAB_CHECK(ok != 0, "encode_png: stb_image_write failed for a ", width, "x", height, "x", channels, " image");
+  const int ok =
+      stbi_write_png_to_func(append, &bytes, width, height, channels, pixels, width * channels);
+  NORMLAB_CHECK(ok != 0, "encode_png: stb_image_write failed for a ", width, "x", height, "x",
+                channels, " image");
   return bytes;
 }
 
 /// Requires: as encode_png; the directory of `path` exists.
 /// Ensures: `path` is a PNG of the image, written atomically; on failure a normlab::Error names
 /// the path and no file is left behind.
-inline void write_png(const std::string& path, const uint8_t* pixels, int width, int height, int channels) {
+inline void write_png(const std::string& path, const uint8_t* pixels, int width, int height,
+                      int channels) {
   const std::vector<uint8_t> bytes = encode_png(pixels, width, height, channels);
   write_file_atomic(path, bytes.data(), bytes.size(), "write_png");
 }
