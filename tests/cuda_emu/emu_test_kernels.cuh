@@ -293,6 +293,30 @@ inline void launch_fill_dynamic_shared(float* sum, int count) {
   NORMLAB_CUDA_LAUNCH(1, 128, count * sizeof(float), nullptr, fill_dynamic_shared)(sum, count);
 }
 
+// The maths with CUDA-only spellings, for x[i] > 0 in one block: values[8 i .. 8 i + 7] =
+// rsqrtf, __fdividef by 3, __expf, __logf, __powf to 1.5, __frcp_rn, fmaxf with 1, fminf with
+// 1 of x[i] (read with __ldg); integers[2 i], [2 i + 1] = min and max of i and 3.
+__global__ void cuda_maths(const float* x, float* values, int* integers) {
+  const int i = static_cast<int>(threadIdx.x);
+  const float v = __ldg(&x[i]);
+  float* out = values + 8 * i;
+  out[0] = rsqrtf(v);
+  out[1] = __fdividef(v, 3.0f);
+  out[2] = __expf(v);
+  out[3] = __logf(v);
+  out[4] = __powf(v, 1.5f);
+  out[5] = __frcp_rn(v);
+  out[6] = fmaxf(v, 1.0f);
+  out[7] = fminf(v, 1.0f);
+  __threadfence();
+  integers[2 * i] = min(i, 3);
+  integers[2 * i + 1] = max(i, 3);
+}
+
+inline void launch_cuda_maths(const float* x, float* values, int* integers, int n) {
+  NORMLAB_CUDA_LAUNCH(1, n, 0, nullptr, cuda_maths)(x, values, integers);
+}
+
 // ============================== Part 2: one injected bug each ================================
 
 // BUG: block_sum_shared without the __syncthreads() inside the halving loop: a thread adds a

@@ -24,6 +24,7 @@ void instantiate_emu_test_launchers(float* f, double* d, int* i, unsigned* u,
   cudaFuncSetAttribute(et::fill_dynamic_shared, cudaFuncAttributeMaxDynamicSharedMemorySize,
                        64 * 1024);
   et::launch_fill_dynamic_shared(f, 1);
+  et::launch_cuda_maths(f, f, i, 32);
   et::launch_block_sum_missing_loop_sync<256>(f, f, 1);
   et::launch_rotate_tiles_missing_sync(f, f, 1);
   et::launch_barrier_in_divergent_branch(f);

@@ -219,3 +219,26 @@ TEST_CASE("lanes meet at different call sites of the same shuffle and mask", "[c
   et::launch_broadcast_from_two_branches(values.data());
   CHECK(values == std::vector<int>(32, 100));
 }
+
+TEST_CASE("maths with CUDA-only spellings, min and max", "[cuda_emu]") {
+  NORMLAB_EMU_EACH_SCHEDULE();
+  const int n = 6;
+  const std::vector<float> x = {0.25f, 0.5f, 1.0f, 2.0f, 3.0f, 10.0f};
+  std::vector<float> values(8 * n);
+  std::vector<int> integers(2 * n);
+  et::launch_cuda_maths(x.data(), values.data(), integers.data(), n);
+  for (int i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float* out = &values[8 * i];
+    CHECK(out[0] == Approx(1.0f / std::sqrt(v)));
+    CHECK(out[1] == Approx(v / 3.0f));
+    CHECK(out[2] == Approx(std::exp(v)));
+    CHECK(out[3] == Approx(std::log(v)));
+    CHECK(out[4] == Approx(std::pow(v, 1.5f)));
+    CHECK(out[5] == Approx(1.0f / v));
+    CHECK(out[6] == std::max(v, 1.0f));
+    CHECK(out[7] == std::min(v, 1.0f));
+    CHECK(integers[2 * i] == std::min(i, 3));
+    CHECK(integers[2 * i + 1] == std::max(i, 3));
+  }
+}

@@ -12,6 +12,12 @@
 
 #include "cuda_emu/scheduler.hpp"
 
+#if __has_include(<cuda_runtime_api.h>)
+// The CUDA toolkit is on the include path (and its headers, e.g. cuda_fp16.h, may include this
+// one anyway): take the types and C declarations from it; the emulator defines the functions.
+#include <cuda_runtime_api.h>
+#else
+// The subset of cuda_runtime_api.h that the emulator implements, with CUDA's values.
 enum cudaError {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
@@ -31,9 +37,22 @@ enum cudaFuncAttribute {
   cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
 };
 
-struct CUstream_st;
-/// Streams are accepted and ignored: everything runs synchronously, in call order.
 typedef struct CUstream_st* cudaStream_t;
+
+extern "C" {
+cudaError_t cudaGetLastError(void);
+const char* cudaGetErrorString(cudaError_t error);
+cudaError_t cudaMalloc(void** devPtr, size_t size);
+cudaError_t cudaFree(void* devPtr);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind,
+                            cudaStream_t stream = 0);
+cudaError_t cudaMemset(void* devPtr, int value, size_t count);
+cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t stream = 0);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+}
+#endif
 
 namespace normlab::cuda_emu::detail {
 inline cudaError_t last_error = cudaSuccess;
@@ -46,6 +65,9 @@ inline cudaError_t record(cudaError_t error) {
 
 inline constexpr std::align_val_t allocation_alignment{256};  // as cudaMalloc guarantees
 }  // namespace normlab::cuda_emu::detail
+
+// The runtime calls, with C linkage as CUDA declares them.
+extern "C" {
 
 /// Ensures: the error recorded since the last call (cudaSuccess if none), which is cleared.
 inline cudaError_t cudaGetLastError() {
@@ -63,8 +85,9 @@ inline const char* cudaGetErrorString(cudaError_t error) {
       return "invalid argument";
     case cudaErrorMemoryAllocation:
       return "out of memory";
+    default:  // the emulator's calls return no other code
+      return "unrecognized error code";
   }
-  return "unrecognized error code";
 }
 
 /// Ensures: *pointer holds `bytes` of 256-byte-aligned host memory for cudaFree.
@@ -73,12 +96,6 @@ inline cudaError_t cudaMalloc(void** pointer, std::size_t bytes) {
   *pointer = ::operator new(bytes, normlab::cuda_emu::detail::allocation_alignment, std::nothrow);
   return *pointer == nullptr ? normlab::cuda_emu::detail::record(cudaErrorMemoryAllocation)
                              : cudaSuccess;
-}
-
-/// The typed form of cudaMalloc, as cuda_runtime.h declares it.
-template <typename T>
-cudaError_t cudaMalloc(T** pointer, std::size_t bytes) {
-  return cudaMalloc(reinterpret_cast<void**>(pointer), bytes);
 }
 
 /// Requires: `pointer` is null or came from cudaMalloc and was not freed. Ensures: released.
@@ -99,7 +116,7 @@ inline cudaError_t cudaMemcpy(void* destination, const void* source, std::size_t
 
 /// As cudaMemcpy (the copy is done when the call returns).
 inline cudaError_t cudaMemcpyAsync(void* destination, const void* source, std::size_t bytes,
-                                   cudaMemcpyKind kind, cudaStream_t = nullptr) {
+                                   cudaMemcpyKind kind, cudaStream_t) {
   return cudaMemcpy(destination, source, bytes, kind);
 }
 
@@ -114,13 +131,21 @@ inline cudaError_t cudaMemset(void* pointer, int value, std::size_t bytes) {
 
 /// As cudaMemset (done when the call returns).
 inline cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes,
-                                   cudaStream_t = nullptr) {
+                                   cudaStream_t) {
   return cudaMemset(pointer, value, bytes);
 }
 
 /// Launches are synchronous: nothing to wait for.
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+
+}  // extern "C"
+
+/// The typed form of cudaMalloc, as cuda_runtime.h declares it.
+template <typename T>
+cudaError_t cudaMalloc(T** pointer, std::size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void**>(pointer), bytes);
+}
 
 /// Only cudaFuncAttributeMaxDynamicSharedMemorySize is supported: ensures later launches of
 /// `kernel` may use up to `value` bytes of dynamic shared memory; cudaErrorInvalidValue for
