@@ -24,6 +24,7 @@ struct CallSite {
 inline bool operator==(const CallSite& a, const CallSite& b) {
   return a.line == b.line && std::strcmp(a.file, b.file) == 0;
 }
+/// Ensures: !(a == b).
 inline bool operator!=(const CallSite& a, const CallSite& b) { return !(a == b); }
 
 /// Ensures: "file:line".

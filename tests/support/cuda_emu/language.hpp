@@ -38,7 +38,9 @@ struct dim3 {
 #ifndef __align__
 #define __align__(n) __attribute__((aligned(n)))
 #endif
+#ifndef __launch_bounds__
 #define __launch_bounds__(...)
+#endif
 
 // Static shared memory is a function-local static: blocks run one at a time, so every thread of
 // the running block sees the same variable. The section lets the scheduler poison all of it at

@@ -31,6 +31,7 @@ struct Schedule {
   std::uint64_t seed = 0;
 };
 
+/// Ensures: true when both give the same order (the seed counts for random only).
 inline bool operator==(const Schedule& a, const Schedule& b) {
   return a.order == b.order && (a.order != Schedule::Order::random || a.seed == b.seed);
 }
@@ -48,6 +49,7 @@ inline std::string to_string(const Schedule& schedule) {
   return "random:" + std::to_string(schedule.seed);
 }
 
+/// Writes to_string(schedule) (Catch2 prints schedules with it).
 inline std::ostream& operator<<(std::ostream& out, const Schedule& schedule) {
   return out << to_string(schedule);
 }

@@ -235,6 +235,7 @@ struct KernelBody {
   const void* context;
 };
 
+/// The scheduler and the state of the running launch (see the top of this file).
 class Runtime {
  public:
   /// Ensures: the process-wide runtime. It is never destroyed, so fibers and their stacks stay
