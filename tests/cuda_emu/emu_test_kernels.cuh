@@ -27,7 +27,8 @@ __global__ void block_sum_shared(const float* x, float* sums, int n) {
   partial[threadIdx.x] = i < n ? x[i] : 0.0f;
   __syncthreads();
   for (int stride = BlockSize / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    if (static_cast<int>(threadIdx.x) < stride)
+      partial[threadIdx.x] += partial[threadIdx.x + stride];
     __syncthreads();
   }
   if (threadIdx.x == 0) sums[blockIdx.x] = partial[0];
@@ -42,7 +43,8 @@ void launch_block_sum_shared(const float* x, float* sums, int n) {
 // Sum of the 32 values of a full warp, with __shfl_down_sync; lane 0 holds the total.
 template <typename T>
 __device__ __forceinline__ T warp_sum_down(T value) {
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(full_mask, value, offset);
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_down_sync(full_mask, value, offset);
   return value;
 }
 
@@ -150,8 +152,8 @@ __global__ void affine_grid_stride(const float* x, float* y, float a, float b, i
   }
 }
 
-inline void launch_affine_grid_stride(const float* x, float* y, float a, float b, int n,
-                                      int blocks, int threads) {
+inline void launch_affine_grid_stride(const float* x, float* y, float a, float b, int n, int blocks,
+                                      int threads) {
   NORMLAB_CUDA_LAUNCH(blocks, threads, 0, nullptr, affine_grid_stride)(x, y, a, b, n);
 }
 
@@ -328,7 +330,8 @@ __global__ void block_sum_missing_loop_sync(const float* x, float* sums, int n) 
   partial[threadIdx.x] = i < n ? x[i] : 0.0f;
   __syncthreads();
   for (int stride = BlockSize / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    if (static_cast<int>(threadIdx.x) < stride)
+      partial[threadIdx.x] += partial[threadIdx.x + stride];
   }
   if (threadIdx.x == 0) sums[blockIdx.x] = partial[0];
 }
@@ -336,8 +339,8 @@ __global__ void block_sum_missing_loop_sync(const float* x, float* sums, int n) 
 template <int BlockSize>
 void launch_block_sum_missing_loop_sync(const float* x, float* sums, int n) {
   const int blocks = (n + BlockSize - 1) / BlockSize;
-  NORMLAB_CUDA_LAUNCH(blocks, BlockSize, 0, nullptr, block_sum_missing_loop_sync<BlockSize>)(
-      x, sums, n);
+  NORMLAB_CUDA_LAUNCH(blocks, BlockSize, 0, nullptr, block_sum_missing_loop_sync<BlockSize>)
+  (x, sums, n);
 }
 
 // BUG: rotates each 64-element tile by one through shared memory, y[i] = x[i + 1 (in the

@@ -62,8 +62,7 @@ TEST_CASE("segment all-reduce with __shfl_xor_sync of width 32, 16 and 8", "[cud
   }
 }
 
-TEST_CASE("two-stage block sum: warp shuffles, then warp 0 reduces the warp sums",
-          "[cuda_emu]") {
+TEST_CASE("two-stage block sum: warp shuffles, then warp 0 reduces the warp sums", "[cuda_emu]") {
   NORMLAB_EMU_EACH_SCHEDULE();
   const int threads = GENERATE(32, 96, 256, 1024);
   CAPTURE(threads);
@@ -74,7 +73,8 @@ TEST_CASE("two-stage block sum: warp shuffles, then warp 0 reduces the warp sums
   et::launch_block_sum_two_stage(x.data(), sums.data(), n, blocks, threads);
   for (int b = 0; b < blocks; ++b) {
     float expected = 0.0f;
-    for (int i = b * threads; i < n; i += blocks * threads) expected += sum_range(x, i, i + threads);
+    for (int i = b * threads; i < n; i += blocks * threads)
+      expected += sum_range(x, i, i + threads);
     CHECK(sums[b] == expected);
   }
 }

@@ -46,9 +46,11 @@ TEST_CASE("launch limits: threads per block, block and grid dimensions, zero siz
   const std::string too_many = launch(1, 1025);
   CHECK_THAT(too_many, Contains("kernel 'et::take_tickets' launched at " + site));
   CHECK_THAT(too_many, Contains("block dimension x = 1025 exceeds the limit 1024"));
-  CHECK_THAT(launch(1, dim3(32, 33)), Contains("a block of 1056 threads exceeds the limit of 1024"));
+  CHECK_THAT(launch(1, dim3(32, 33)),
+             Contains("a block of 1056 threads exceeds the limit of 1024"));
   CHECK_THAT(launch(1, dim3(1, 2, 65)), Contains("block dimension z = 65 exceeds the limit 64"));
-  CHECK_THAT(launch(dim3(1, 65536), 1), Contains("grid dimension y = 65536 exceeds the limit 65535"));
+  CHECK_THAT(launch(dim3(1, 65536), 1),
+             Contains("grid dimension y = 65536 exceeds the limit 65535"));
   CHECK_THAT(launch(dim3(1, 1, 65536), 1), Contains("grid dimension z = 65536"));
   CHECK_THAT(launch(0, 32), Contains("zero-sized launch"));
   CHECK_THAT(launch(2, dim3(32, 0)), Contains("zero-sized launch"));
@@ -74,9 +76,8 @@ TEST_CASE("dynamic shared memory above 48 KiB needs cudaFuncSetAttribute",
                              164 * 1024) == cudaErrorInvalidValue);
   CHECK(cudaGetLastError() == cudaErrorInvalidValue);
   CHECK(cudaGetLastError() == cudaSuccess);
-  REQUIRE(cudaFuncSetAttribute(et::fill_dynamic_shared,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) ==
-          cudaSuccess);
+  REQUIRE(cudaFuncSetAttribute(et::fill_dynamic_shared, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               64 * 1024) == cudaSuccess);
   et::launch_fill_dynamic_shared(&sum, 16 * 1024);
   CHECK(sum == float(16 * 1024));
   CHECK_THROWS_WITH(et::launch_fill_dynamic_shared(&sum, 16 * 1024 + 1),
@@ -90,8 +91,9 @@ TEST_CASE("device functions outside a kernel and launches inside one are errors"
   CHECK_THROWS_WITH(emu::dynamic_shared_memory(), Contains("outside a kernel"));
   int ticket = 0;
   std::vector<int> tickets(1);
-  const std::string message = error_of(
-      [&] { NORMLAB_CUDA_LAUNCH(1, 1, 0, nullptr, launches_from_a_kernel)(&ticket, tickets.data()); });
+  const std::string message = error_of([&] {
+    NORMLAB_CUDA_LAUNCH(1, 1, 0, nullptr, launches_from_a_kernel)(&ticket, tickets.data());
+  });
   CHECK_THAT(message, Contains("kernel 'et::take_tickets'"));
   CHECK_THAT(message, Contains("launched from inside kernel 'launches_from_a_kernel'"));
 }
@@ -150,12 +152,11 @@ TEST_CASE("runtime API shims: allocation, copies, memset, errors", "[cuda_emu][r
   REQUIRE(cudaMalloc(&device, 10 * sizeof(float)) == cudaSuccess);
   CHECK(reinterpret_cast<std::uintptr_t>(device) % 256 == 0);
   const std::vector<float> host = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-  CHECK(cudaMemcpy(device, host.data(), 10 * sizeof(float), cudaMemcpyHostToDevice) ==
-        cudaSuccess);
+  CHECK(cudaMemcpy(device, host.data(), 10 * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
   CHECK(cudaMemsetAsync(device + 5, 0, 5 * sizeof(float), nullptr) == cudaSuccess);
   std::vector<float> back(10, -1.0f);
-  CHECK(cudaMemcpyAsync(back.data(), device, 10 * sizeof(float), cudaMemcpyDeviceToHost,
-                        nullptr) == cudaSuccess);
+  CHECK(cudaMemcpyAsync(back.data(), device, 10 * sizeof(float), cudaMemcpyDeviceToHost, nullptr) ==
+        cudaSuccess);
   CHECK(cudaStreamSynchronize(nullptr) == cudaSuccess);
   CHECK(cudaDeviceSynchronize() == cudaSuccess);
   CHECK(back == std::vector<float>{1, 2, 3, 4, 5, 0, 0, 0, 0, 0});

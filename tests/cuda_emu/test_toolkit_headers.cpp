@@ -43,8 +43,7 @@ TEST_CASE("project test kernels and runtime shims with the toolkit's declaration
   REQUIRE(cudaMalloc(&device, 2 * sizeof(float)) == cudaSuccess);
   normlab::emu_test::launch_block_sum_shared<256>(x.data(), device, 512);
   std::vector<float> sums(2);
-  CHECK(cudaMemcpy(sums.data(), device, 2 * sizeof(float), cudaMemcpyDeviceToHost) ==
-        cudaSuccess);
+  CHECK(cudaMemcpy(sums.data(), device, 2 * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
   CHECK(sums == std::vector<float>{384.0f, 384.0f});
   CHECK(cudaFree(device) == cudaSuccess);
   CHECK(cudaMemset(nullptr, 0, 4) == cudaErrorInvalidValue);

@@ -46,7 +46,7 @@
 #define NORMLAB_CUDA_LAUNCH(grid, block, shared_bytes, stream, ...) \
   __VA_ARGS__<<<(grid), (block), (shared_bytes), (stream)>>>
 
-#define NORMLAB_DYNAMIC_SHARED(T, name)                                               \
+#define NORMLAB_DYNAMIC_SHARED(T, name)                                         \
   extern __shared__ __align__(16) unsigned char normlab_dynamic_shared_bytes[]; \
   T* name = reinterpret_cast<T*>(normlab_dynamic_shared_bytes)
 
@@ -61,8 +61,8 @@
 
 #define NORMLAB_CUDA_EMU 1
 
-#define NORMLAB_CUDA_LAUNCH(grid, block, shared_bytes, stream, ...)                          \
-  ::normlab::cuda_emu::launch(__VA_ARGS__, #__VA_ARGS__,                                      \
+#define NORMLAB_CUDA_LAUNCH(grid, block, shared_bytes, stream, ...)                               \
+  ::normlab::cuda_emu::launch(__VA_ARGS__, #__VA_ARGS__,                                          \
                               ::normlab::cuda_emu::CallSite{__FILE__, __LINE__}, (grid), (block), \
                               (shared_bytes), (stream))
 

@@ -96,28 +96,28 @@ inline void __syncthreads(normlab::cuda_emu::CallSite site = normlab::cuda_emu::
 //   __shfl_down_sync  var of lane + delta, or the lane's own if that is above its segment
 //   __shfl_xor_sync   var of lane ^ laneMask, or the lane's own if that is above its segment
 #define NORMLAB_EMU_SHUFFLES(T)                                                                   \
-  inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = warpSize,                  \
-                       normlab::cuda_emu::CallSite site = normlab::cuda_emu::CallSite::here()) { \
-    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_idx, mask, \
-                                              var, srcLane, width, site);                        \
+  inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = warpSize,                   \
+                       normlab::cuda_emu::CallSite site = normlab::cuda_emu::CallSite::here()) {  \
+    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_idx, mask,  \
+                                              var, srcLane, width, site);                         \
   }                                                                                               \
-  inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize,            \
-                          normlab::cuda_emu::CallSite site =                                      \
-                              normlab::cuda_emu::CallSite::here()) {                              \
-    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_up, mask,  \
-                                              var, static_cast<int>(delta), width, site);        \
+  inline T __shfl_up_sync(                                                                        \
+      unsigned mask, T var, unsigned delta, int width = warpSize,                                 \
+      normlab::cuda_emu::CallSite site = normlab::cuda_emu::CallSite::here()) {                   \
+    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_up, mask,   \
+                                              var, static_cast<int>(delta), width, site);         \
   }                                                                                               \
-  inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize,          \
-                            normlab::cuda_emu::CallSite site =                                    \
-                                normlab::cuda_emu::CallSite::here()) {                            \
-    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_down,      \
-                                              mask, var, static_cast<int>(delta), width, site);  \
+  inline T __shfl_down_sync(                                                                      \
+      unsigned mask, T var, unsigned delta, int width = warpSize,                                 \
+      normlab::cuda_emu::CallSite site = normlab::cuda_emu::CallSite::here()) {                   \
+    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_down, mask, \
+                                              var, static_cast<int>(delta), width, site);         \
   }                                                                                               \
-  inline T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = warpSize,             \
-                           normlab::cuda_emu::CallSite site =                                     \
-                               normlab::cuda_emu::CallSite::here()) {                             \
-    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_xor, mask, \
-                                              var, laneMask, width, site);                       \
+  inline T __shfl_xor_sync(                                                                       \
+      unsigned mask, T var, int laneMask, int width = warpSize,                                   \
+      normlab::cuda_emu::CallSite site = normlab::cuda_emu::CallSite::here()) {                   \
+    return normlab::cuda_emu::detail::shuffle(normlab::cuda_emu::detail::WarpOp::shfl_xor, mask,  \
+                                              var, laneMask, width, site);                        \
   }
 NORMLAB_EMU_SHUFFLES(int)
 NORMLAB_EMU_SHUFFLES(unsigned int)
@@ -130,12 +130,12 @@ NORMLAB_EMU_SHUFFLES(double)
 #undef NORMLAB_EMU_SHUFFLES
 
 /// Ensures: bit i set for each taking-part lane i of `mask` whose predicate is non-zero.
-inline unsigned __ballot_sync(unsigned mask, int predicate,
-                              normlab::cuda_emu::CallSite site =
-                                  normlab::cuda_emu::CallSite::here()) {
+inline unsigned __ballot_sync(
+    unsigned mask, int predicate,
+    normlab::cuda_emu::CallSite site = normlab::cuda_emu::CallSite::here()) {
   using normlab::cuda_emu::detail::WarpOp;
-  return static_cast<unsigned>(normlab::cuda_emu::detail::vote(WarpOp::ballot, mask, predicate,
-                                                               site));
+  return static_cast<unsigned>(
+      normlab::cuda_emu::detail::vote(WarpOp::ballot, mask, predicate, site));
 }
 
 /// Ensures: non-zero if the predicate is non-zero for some taking-part lane of `mask`.

@@ -14,8 +14,7 @@ struct CallSite {
 
   /// Ensures: the location of the call to here(); used as a default argument, the location of
   /// the call whose argument it defaults (GCC and Clang evaluate __builtin_FILE/LINE there).
-  static constexpr CallSite here(const char* file = __builtin_FILE(),
-                                 int line = __builtin_LINE()) {
+  static constexpr CallSite here(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
     return {file, line};
   }
 };

@@ -130,8 +130,7 @@ inline cudaError_t cudaMemset(void* pointer, int value, std::size_t bytes) {
 }
 
 /// As cudaMemset (done when the call returns).
-inline cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes,
-                                   cudaStream_t) {
+inline cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, cudaStream_t) {
   return cudaMemset(pointer, value, bytes);
 }
 

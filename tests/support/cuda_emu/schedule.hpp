@@ -107,8 +107,8 @@ class ScopedSchedule {
 /// is set (to reproduce a failure or try other seeds), else forward, reverse and random:1.
 inline std::vector<Schedule> schedules_to_test() {
   if (const std::optional<Schedule> pinned = detail::environment_schedule()) return {*pinned};
-  return {{Schedule::Order::forward, 0}, {Schedule::Order::reverse, 0},
-          {Schedule::Order::random, 1}};
+  return {
+      {Schedule::Order::forward, 0}, {Schedule::Order::reverse, 0}, {Schedule::Order::random, 1}};
 }
 
 }  // namespace normlab::cuda_emu

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/context/fiber.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -24,8 +25,6 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/context/fiber.hpp>
 
 #include "cuda_emu/error.hpp"
 #include "cuda_emu/language.hpp"
@@ -304,9 +303,8 @@ class Runtime {
                   std::to_string(lane) + " is not in its mask " + hex_mask(call.mask) +
                   " (PTX: undefined behaviour)");
     }
-    if (is_shuffle(call.op) &&
-        (call.width < 1 || call.width > static_cast<int>(warp_lanes) ||
-         (call.width & (call.width - 1)) != 0)) {
+    if (is_shuffle(call.op) && (call.width < 1 || call.width > static_cast<int>(warp_lanes) ||
+                                (call.width & (call.width - 1)) != 0)) {
       throw Error(std::string(name_of(call.op)) + " at " + to_string(site) + ": width " +
                   std::to_string(call.width) + " is not a power of two in [1, 32]");
     }
@@ -390,7 +388,8 @@ class Runtime {
     order.resize(count);
     std::iota(order.begin(), order.end(), Index{0});
     if (schedule_.order == Schedule::Order::reverse) std::reverse(order.begin(), order.end());
-    if (schedule_.order == Schedule::Order::random) std::shuffle(order.begin(), order.end(), random);
+    if (schedule_.order == Schedule::Order::random)
+      std::shuffle(order.begin(), order.end(), random);
   }
 
   static void poison_shared_memory(unsigned char* dynamic_shared, std::size_t dynamic_bytes) {
@@ -542,8 +541,8 @@ class Runtime {
       for (unsigned other = 0; other < warp_lanes; ++other) {
         if ((group >> other & 1u) == 0) continue;
         const Thread& t = threads_[first + other];
-        complete = complete && t.state == ThreadState::at_warp_op &&
-                   same_collective(t.warp, caller.warp);
+        complete =
+            complete && t.state == ThreadState::at_warp_op && same_collective(t.warp, caller.warp);
       }
       if (!complete) continue;
       complete_collective(first, group);
@@ -624,10 +623,10 @@ class Runtime {
     const std::string context = block_context() + ": ";
     if (const Thread* waiting = find_thread(
             count, [](const Thread& t) { return t.state == ThreadState::at_barrier; })) {
-      const std::string where = thread_name(*waiting) + " waits at __syncthreads() at " +
-                                to_string(waiting->site);
-      if (const Thread* gone = find_thread(
-              count, [](const Thread& t) { return t.state == ThreadState::exited; })) {
+      const std::string where =
+          thread_name(*waiting) + " waits at __syncthreads() at " + to_string(waiting->site);
+      if (const Thread* gone =
+              find_thread(count, [](const Thread& t) { return t.state == ThreadState::exited; })) {
         return context + "divergent __syncthreads(): " + where + ", but " + thread_name(*gone) +
                " has already exited; every thread of the block must reach each __syncthreads()";
       }
@@ -643,17 +642,17 @@ class Runtime {
       const Thread& caller = threads_[i];
       if (caller.state != ThreadState::at_warp_op) continue;
       const unsigned first = i - i % warp_lanes;
-      const unsigned group = participants(first, std::min(count, first + warp_lanes),
-                                          caller.warp.mask);
+      const unsigned group =
+          participants(first, std::min(count, first + warp_lanes), caller.warp.mask);
       for (unsigned lane = 0; lane < warp_lanes; ++lane) {
         if ((group >> lane & 1u) == 0) continue;
         const Thread& other = threads_[first + lane];
         const std::string where = thread_name(caller) + " waits at " + describe(caller.warp) +
-                                  " at " + to_string(caller.site) + " for " +
-                                  thread_name(other) + ", named in its mask, which waits at ";
+                                  " at " + to_string(caller.site) + " for " + thread_name(other) +
+                                  ", named in its mask, which waits at ";
         if (other.state == ThreadState::at_warp_op && !same_collective(other.warp, caller.warp)) {
-          return context + "mismatched warp collectives: " + where + describe(other.warp) +
-                 " at " + to_string(other.site) +
+          return context + "mismatched warp collectives: " + where + describe(other.warp) + " at " +
+                 to_string(other.site) +
                  "; the lanes named in a mask must all call the same collective with that mask";
         }
         if (other.state == ThreadState::at_barrier) {
