@@ -1,19 +1,26 @@
 // 2-D convolution CPU kernels on NCHW tensors: forward, data gradient (dgrad) and weight/bias
 // gradient (wgrad), all as GEMMs on the blocked driver of kernels/normlab/cpu/gemm.hpp.
 //
-// Per image n, with P = OH * OW output pixels and Kp = Cin * KH * KW patch elements, and
-// col(x_n) the Kp x P im2col matrix (row (ci, kh, kw), column (oh, ow)):
-//   forward:  y_n [Cout, P]  = W [Cout, Kp] * col(x_n) [Kp, P]  (+ bias[Cout], fused into the write)
+// Per image n, with Kp = Cin * KH * KW patch elements and col(x_n) the Kp x P im2col matrix
+// (row (ci, kh, kw), column = output pixel):
+//   forward:  y_n [Cout, P]  = W [Cout, Kp] * col(x_n)                  (+ bias, fused into the write)
 //   dgrad:    dx_n           = col2im( W^T [Kp, Cout] * dy_n [Cout, P] )
-//   wgrad:    dW [Cout, Kp] += dy_n [Cout, P] * col(x_n)^T [P, Kp];  db[Cout] += row sums of dy_n
+//   wgrad:    dW [Cout, Kp] += dy_n * col(x_n)^T;   db [Cout] += row sums of dy_n
 //
-// Implicit GEMM: col(x_n) is never materialised. The B packer of the forward and wgrad GEMMs reads
-// the image through the im2col index map (zero for padding) straight into the packed panels, and
-// the dgrad GEMM's output writer scatter-adds each finished register tile into dx_n (col2im on an
-// L1-resident tile). An explicit im2col would write and re-read a Kp x P buffer (576 KB per image
-// for the 16->32 3x3 layer at 32x32, half the L2) on top of the packing pass the GEMM makes anyway.
-// Pointwise convolutions (1x1, stride 1, no padding) use the image itself as the B matrix (the
-// forward and wgrad) and write dgrad straight into dx_n.
+// The padded grid (implicit GEMM without bounds checks). Each image is first copied into a
+// zero-padded buffer of Cin planes of Hp x Wp = (H + 2p) x (W + 2p) (skipped when p == 0). Output
+// pixels are numbered on a grid of Wp columns per output row: grid pixel q = oh * Wp + ow, of
+// which only ow < OW are real outputs, so P' = (OH - 1) * Wp + OW grid columns. On that grid
+// the im2col matrix is a pure shift:
+//   col'[(ci, kh, kw), q] = padded[ci * Hp * Wp + kh * Wp + kw + stride * q]
+// so every im2col row is a contiguous (stride 1) or strided run of the padded buffer: packing is
+// a plain copy (forward) or a 16x16 register transpose (wgrad), and col2im is a plain add into
+// a padded dx buffer (dgrad), with no per-element bounds tests or index divisions. The price is
+// computing the Wp - OW padding columns of each output row (6% for 3x3 pad 1 at 32x32, 12.5% at
+// 16x16, 25% at 8x8; about 2x for stride 2) and copies of x, dy and dx of a few percent of the
+// GEMM's time. A 1x1, stride-1, unpadded convolution is its own grid: no copy at all (the image
+// is the B matrix, y and dy are the grid). An explicit im2col would instead write and re-read
+// Kp x P values per image (576 KB for the 16->32 3x3 layer at 32x32, half of L2).
 //
 // Threads: one image per OpenMP thread at a time (static schedule over the batch), each with its
 // own slice of the caller's workspace (conv2d_workspace_size). Forward and dgrad write disjoint
@@ -21,10 +28,10 @@
 // images, then the partials are summed in thread order, so results are bit-identical for a fixed
 // thread count (no atomics).
 //
-// Passes over memory per image: forward reads x_n once into packed panels and writes y_n once;
-// dgrad reads dy_n once and, unless pointwise, read-modify-writes dx_n once per kernel tap
-// (from L2: the image stays cached); wgrad reads x_n and dy_n once each (dy_n once more for db,
-// from cache). Accumulation in T (fp32 for float), as the GEMM.
+// Passes over memory per image: forward reads x_n once (into the padded copy, L2-resident) and
+// writes y_n once; dgrad reads dy_n once (into the grid copy) and writes dx_n once (from the
+// padded gradient); wgrad reads x_n and dy_n once each, and dy_n once more for db (from cache).
+// Accumulation in T (fp32 for float), as the GEMM.
 #pragma once
 
 #include <algorithm>
@@ -48,20 +55,40 @@ struct Conv2dGeometry {
   int64_t in_pixels() const { return height * width; }
   /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
   int64_t patch_size() const { return in_channels * kernel_h * kernel_w; }
-  /// 1x1, stride 1, no padding: the image [Cin, H*W] is already the im2col matrix.
-  bool pointwise() const { return kernel_h == 1 && kernel_w == 1 && stride == 1 && padding == 0; }
+
+  int64_t padded_height() const { return height + 2 * padding; }
+  int64_t padded_width() const { return width + 2 * padding; }
+  int64_t padded_pixels() const { return padded_height() * padded_width(); }
+  /// Columns of the im2col matrix on the padded grid (see the file comment).
+  int64_t grid_pixels() const { return (out_height() - 1) * padded_width() + out_width(); }
+  /// The output layout is the grid layout when every grid column is a real output.
+  bool output_is_grid() const { return out_width() == padded_width(); }
 };
 
 namespace detail {
 
-/// One thread's slice of the workspace: a GEMM workspace, then the wgrad partial sums (dW, db),
-/// rounded up to whole 64-byte lines so every slice stays aligned.
-template <typename T>
-int64_t conv2d_thread_workspace(const Conv2dGeometry& g) {
-  const int64_t per_line = 64 / static_cast<int64_t>(sizeof(T));
-  const int64_t partials = g.out_channels * g.patch_size() + g.out_channels;
-  return gemm_workspace_size<T>() + (partials + per_line - 1) / per_line * per_line;
+constexpr int64_t round_up_to_line(int64_t elements, int64_t element_size) {
+  return (elements * element_size + 63) / 64 * 64 / element_size;
 }
+
+/// One thread's slice of the workspace, each part starting on a 64-byte line: the GEMM
+/// workspace, an NR x KC scratch (strided wgrad rows), the padded image (or padded dx), the dy
+/// grid, the wgrad partial sums (dW, then db).
+template <typename T>
+struct ConvThreadWorkspace {
+  static constexpr int64_t kScratch = gemm_workspace_size<T>();
+  static constexpr int64_t kPadded =
+      kScratch + round_up_to_line(GemmBlocking<T>::NR * GemmBlocking<T>::KC, sizeof(T));
+  static int64_t grid(const Conv2dGeometry& g) {
+    return kPadded + round_up_to_line(g.in_channels * g.padded_pixels(), sizeof(T));
+  }
+  static int64_t partials(const Conv2dGeometry& g) {
+    return grid(g) + round_up_to_line(g.out_channels * g.grid_pixels(), sizeof(T));
+  }
+  static int64_t size(const Conv2dGeometry& g) {
+    return partials(g) + round_up_to_line(g.out_channels * g.patch_size() + g.out_channels, sizeof(T));
+  }
+};
 
 }  // namespace detail
 
@@ -69,115 +96,191 @@ int64_t conv2d_thread_workspace(const Conv2dGeometry& g) {
 /// with `threads` threads.
 template <typename T>
 int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) {
-  return threads * detail::conv2d_thread_workspace<T>(g);
+  return threads * detail::ConvThreadWorkspace<T>::size(g);
 }
 
 namespace detail {
 
-/// Walks row (kh, kw) of an image channel's im2col matrix over the output pixels
-/// [p_begin, p_begin + count) in runs along output rows, calling
-/// visit(offset, length, valid_begin, valid_end, input_index) once per run: the run covers
-/// columns p_begin + offset + t for 0 <= t < length; column t reads input element
-/// input_index + t * stride of the channel plane when valid_begin <= t < valid_end, and is
-/// zero padding otherwise.
-template <typename Visit>
-void for_each_im2col_run(const Conv2dGeometry& g, int64_t kh, int64_t kw, int64_t p_begin,
-                         int64_t count, Visit&& visit) {
-  const int64_t OW = g.out_width(), s = g.stride;
-  int64_t oh = p_begin / OW, ow = p_begin % OW;
-  for (int64_t offset = 0; offset < count; ++oh, ow = 0) {
-    const int64_t length = std::min(OW - ow, count - offset);
-    const int64_t ih = oh * s - g.padding + kh;
-    const int64_t iw = ow * s - g.padding + kw;
-    int64_t begin = 0, end = 0;
-    if (ih >= 0 && ih < g.height && iw < g.width) {
-      begin = std::min(length, iw >= 0 ? int64_t(0) : (-iw + s - 1) / s);
-      end = std::max(begin, std::min(length, (g.width - iw + s - 1) / s));
-    }
-    visit(offset, length, begin, end, ih * g.width + iw);
-    offset += length;
+/// An im2col row: input channel ci and kernel tap (kh, kw), numbered ci * KH * KW + kh * KW + kw.
+/// next() steps to the following row without division.
+struct PatchRow {
+  int64_t ci, kh, kw;
+  PatchRow(const Conv2dGeometry& g, int64_t row)
+      : ci(row / (g.kernel_h * g.kernel_w)), kh(row / g.kernel_w % g.kernel_h), kw(row % g.kernel_w) {}
+  void next(const Conv2dGeometry& g) {
+    if (++kw < g.kernel_w) return;
+    kw = 0;
+    if (++kh < g.kernel_h) return;
+    kh = 0;
+    ++ci;
   }
-}
-
-/// dst[t * dst_stride] = im2col row (ci, kh, kw) at columns p_begin + t, t < count.
-template <typename T>
-void gather_im2col_row(const Conv2dGeometry& g, const T* plane, int64_t kh, int64_t kw,
-                       int64_t p_begin, int64_t count, T* dst, int64_t dst_stride) {
-  const int64_t s = g.stride;
-  for_each_im2col_run(g, kh, kw, p_begin, count,
-                      [&](int64_t offset, int64_t length, int64_t begin, int64_t end, int64_t in) {
-                        T* d = dst + offset * dst_stride;
-                        for (int64_t t = 0; t < begin; ++t) d[t * dst_stride] = T(0);
-                        for (int64_t t = begin; t < end; ++t) d[t * dst_stride] = plane[in + t * s];
-                        for (int64_t t = end; t < length; ++t) d[t * dst_stride] = T(0);
-                      });
-}
-
-/// B operand of the forward GEMM: col(image), Kp x P, packed straight from the image.
-template <typename T>
-struct Im2colB {
-  const T* image;
-  const Conv2dGeometry& g;
-  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t nc, T* dst) const {
-    constexpr int64_t NR = GemmBlocking<T>::NR;
-    const int64_t taps = g.kernel_h * g.kernel_w;
-    for (int64_t jp = 0; jp < nc; jp += NR) {
-      const int64_t nr = std::min(NR, nc - jp);
-      T* panel = dst + jp * kc;
-      for (int64_t k = 0; k < kc; ++k) {
-        const int64_t row = k0 + k, ci = row / taps, tap = row % taps;
-        T* to = panel + k * NR;
-        gather_im2col_row(g, image + ci * g.in_pixels(), tap / g.kernel_w, tap % g.kernel_w, j0 + jp,
-                          nr, to, 1);
-        for (int64_t j = nr; j < NR; ++j) to[j] = T(0);
-      }
-    }
+  /// Where the row starts in the padded image: col'[row, q] = padded[offset + stride * q].
+  int64_t offset(const Conv2dGeometry& g) const {
+    return (ci * g.padded_height() + kh) * g.padded_width() + kw;
   }
 };
 
-/// B operand of the wgrad GEMM: col(image)^T, P x Kp, packed straight from the image.
+/// Copies image x_n [Cin, H, W] into `padded` [Cin, Hp, Wp] with a zero border of `padding`.
 template <typename T>
-struct Im2colTransposedB {
-  const T* image;
+void pad_image(const T* image, const Conv2dGeometry& g, T* padded) {
+  const int64_t p = g.padding, W = g.width, Wp = g.padded_width();
+  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
+    T* plane = padded + ci * g.padded_pixels();
+    std::fill(plane, plane + p * Wp, T(0));
+    for (int64_t h = 0; h < g.height; ++h) {
+      T* row = plane + (p + h) * Wp;
+      const T* from = image + (ci * g.height + h) * W;
+      std::fill(row, row + p, T(0));
+      std::copy(from, from + W, row + p);
+      std::fill(row + p + W, row + Wp, T(0));
+    }
+    std::fill(plane + (p + g.height) * Wp, plane + g.padded_pixels(), T(0));
+  }
+}
+
+/// dx_n (+)= the interior of the padded gradient `padded` [Cin, Hp, Wp].
+template <typename T>
+void crop_padded(const T* padded, const Conv2dGeometry& g, T* image, bool accumulate) {
+  const int64_t p = g.padding, W = g.width;
+  for (int64_t ci = 0; ci < g.in_channels; ++ci) {
+    for (int64_t h = 0; h < g.height; ++h) {
+      const T* from = padded + (ci * g.padded_height() + p + h) * g.padded_width() + p;
+      T* to = image + (ci * g.height + h) * W;
+      if (accumulate) {
+        for (int64_t w = 0; w < W; ++w) to[w] += from[w];
+      } else {
+        std::copy(from, from + W, to);
+      }
+    }
+  }
+}
+
+/// Copies dy_n [Cout, OH, OW] onto the grid [Cout, P'], zero in the padding columns.
+template <typename T>
+void spread_to_grid(const T* dy, const Conv2dGeometry& g, T* grid) {
+  const int64_t OH = g.out_height(), OW = g.out_width(), Wp = g.padded_width();
+  for (int64_t co = 0; co < g.out_channels; ++co) {
+    T* channel = grid + co * g.grid_pixels();
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const T* from = dy + (co * OH + oh) * OW;
+      T* row = channel + oh * Wp;
+      std::copy(from, from + OW, row);
+      if (oh + 1 < OH) std::fill(row + OW, row + Wp, T(0));
+    }
+  }
+}
+
+/// B operand of the forward GEMM: col'(padded image), Kp x P', one k of an NR-wide panel per
+/// im2col row segment (a copy of NR contiguous, or stride-spaced, elements).
+template <typename T>
+struct GridIm2colB {
+  const T* padded;
   const Conv2dGeometry& g;
   void pack(int64_t k0, int64_t kc, int64_t j0, int64_t nc, T* dst) const {
     constexpr int64_t NR = GemmBlocking<T>::NR;
-    const int64_t taps = g.kernel_h * g.kernel_w;
+    const int64_t s = g.stride;
     for (int64_t jp = 0; jp < nc; jp += NR) {
+      const int64_t nr = std::min(NR, nc - jp);
       T* panel = dst + jp * kc;
-      for (int64_t j = 0; j < NR; ++j) {
-        if (jp + j < nc) {
-          const int64_t row = j0 + jp + j, ci = row / taps, tap = row % taps;
-          gather_im2col_row(g, image + ci * g.in_pixels(), tap / g.kernel_w, tap % g.kernel_w, k0,
-                            kc, panel + j, NR);
+      PatchRow row(g, k0);
+      for (int64_t k = 0; k < kc; ++k, row.next(g)) {
+        const T* from = padded + row.offset(g) + s * (j0 + jp);
+        T* to = panel + k * NR;
+        if (s == 1 && nr == NR) {
+          for (int64_t j = 0; j < NR; ++j) to[j] = from[j];
         } else {
-          for (int64_t k = 0; k < kc; ++k) panel[k * NR + j] = T(0);
+          for (int64_t j = 0; j < nr; ++j) to[j] = from[j * s];
+          for (int64_t j = nr; j < NR; ++j) to[j] = T(0);
         }
       }
     }
   }
 };
 
-/// C writer of the dgrad GEMM: the tile of W^T dy_n at rows (ci, kh, kw), columns (oh, ow) is
-/// scatter-added into dx_n (col2im), one im2col row at a time.
+/// B operand of the wgrad GEMM: col'(padded image)^T, P' x Kp: each panel is NR im2col rows
+/// transposed (strided rows are first copied into `scratch`, NR x KC).
 template <typename T>
-struct Col2imC {
-  T* image;
+struct GridIm2colTransposedB {
+  const T* padded;
+  const Conv2dGeometry& g;
+  T* scratch;
+  void pack(int64_t k0, int64_t kc, int64_t j0, int64_t nc, T* dst) const {
+    constexpr int64_t NR = GemmBlocking<T>::NR;
+    const int64_t s = g.stride;
+    PatchRow row(g, j0);
+    for (int64_t jp = 0; jp < nc; jp += NR) {
+      const int64_t nr = std::min(NR, nc - jp);
+      const T* rows[NR];
+      for (int64_t j = 0; j < nr; ++j, row.next(g)) {
+        const T* from = padded + row.offset(g) + s * k0;
+        if (s == 1) {
+          rows[j] = from;
+        } else {
+          T* copy = scratch + j * kc;
+          for (int64_t k = 0; k < kc; ++k) copy[k] = from[k * s];
+          rows[j] = copy;
+        }
+      }
+      transpose_into_panel<NR>(rows, nr, kc, dst + jp * kc);
+    }
+  }
+};
+
+/// C writer of the forward GEMM when the output is not the grid: the tile (rows co, grid
+/// columns q) goes to y_n[co, oh, ow] for the real columns ow < OW, plus bias on the first K
+/// slice; later slices add.
+template <typename T>
+struct GridOutputC {
+  T* y;
+  const T* bias;
+  const Conv2dGeometry& g;
+  template <int64_t Cols>
+  void update(int64_t i, int64_t j, int64_t m, int64_t n, bool first_k_slice, int64_t kc,
+              const T* a_panel, const T* b_panel, T* tile) const {
+    constexpr int64_t NR = GemmBlocking<T>::NR;
+    MicroKernel<T, Cols>::run(kc, a_panel, b_panel, tile, NR, T(1), T(0), nullptr);
+    const int64_t Wp = g.padded_width(), OW = g.out_width(), P = g.out_pixels();
+    int64_t oh = j / Wp, ow = j % Wp;
+    for (int64_t c = 0; c < n; ++oh, ow = 0) {
+      const int64_t length = std::min(n - c, Wp - ow);
+      const int64_t real = std::max(int64_t(0), std::min(length, OW - ow));
+      for (int64_t r = 0; r < m; ++r) {
+        T* out = y + (i + r) * P + oh * OW + ow;
+        const T* values = tile + r * NR + c;
+        if (first_k_slice) {
+          const T shift = bias ? bias[i + r] : T(0);
+          for (int64_t t = 0; t < real; ++t) out[t] = values[t] + shift;
+        } else {
+          for (int64_t t = 0; t < real; ++t) out[t] += values[t];
+        }
+      }
+      c += length;
+    }
+  }
+};
+
+/// C writer of the dgrad GEMM: the tile of W^T dy' (rows (ci, kh, kw), grid columns q) is added
+/// into the padded gradient at padded[row offset + stride * q] (col2im on an L1-resident tile).
+/// Grid padding columns carry exact zeros (dy' is zero there), so they are added unmasked.
+template <typename T>
+struct GridCol2imC {
+  T* padded;
   const Conv2dGeometry& g;
   template <int64_t Cols>
   void update(int64_t i, int64_t j, int64_t m, int64_t n, bool, int64_t kc, const T* a_panel,
               const T* b_panel, T* tile) const {
     constexpr int64_t NR = GemmBlocking<T>::NR;
     MicroKernel<T, Cols>::run(kc, a_panel, b_panel, tile, NR, T(1), T(0), nullptr);
-    const int64_t taps = g.kernel_h * g.kernel_w, s = g.stride;
-    for (int64_t r = 0; r < m; ++r) {
-      const int64_t row = i + r, ci = row / taps, tap = row % taps;
-      T* plane = image + ci * g.in_pixels();
+    const int64_t s = g.stride;
+    PatchRow row(g, i);
+    for (int64_t r = 0; r < m; ++r, row.next(g)) {
+      T* to = padded + row.offset(g) + s * j;
       const T* values = tile + r * NR;
-      for_each_im2col_run(g, tap / g.kernel_w, tap % g.kernel_w, j, n,
-                          [&](int64_t offset, int64_t, int64_t begin, int64_t end, int64_t in) {
-                            for (int64_t t = begin; t < end; ++t) plane[in + t * s] += values[offset + t];
-                          });
+      if (s == 1) {
+        for (int64_t c = 0; c < n; ++c) to[c] += values[c];
+      } else {
+        for (int64_t c = 0; c < n; ++c) to[c * s] += values[c];
+      }
     }
   }
 };
@@ -192,18 +295,24 @@ struct Col2imC {
 template <typename T>
 void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv2dGeometry& g,
                     T* workspace, int threads) {
-  const int64_t M = g.out_channels, N = g.out_pixels(), K = g.patch_size();
-  const int64_t per_thread = detail::conv2d_thread_workspace<T>(g);
+  using Layout = detail::ConvThreadWorkspace<T>;
+  const int64_t M = g.out_channels, K = g.patch_size();
+  const int64_t per_thread = Layout::size(g);
   const StridedA<T> w{weight, K, 1};
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t n = 0; n < g.batch; ++n) {
     T* ws = workspace + omp_get_thread_num() * per_thread;
     const T* image = x + n * g.in_channels * g.in_pixels();
-    const StridedC<T> out{y + n * M * N, N, T(1), T(0), bias};
-    if (g.pointwise())
-      gemm_blocked(M, N, K, w, StridedB<T>{image, N, 1}, out, ws);
+    if (g.padding > 0) {
+      detail::pad_image(image, g, ws + Layout::kPadded);
+      image = ws + Layout::kPadded;
+    }
+    const detail::GridIm2colB<T> columns{image, g};
+    T* out = y + n * M * g.out_pixels();
+    if (g.output_is_grid())
+      gemm_blocked(M, g.grid_pixels(), K, w, columns, StridedC<T>{out, g.out_pixels(), T(1), T(0), bias}, ws);
     else
-      gemm_blocked(M, N, K, w, detail::Im2colB<T>{image, g}, out, ws);
+      gemm_blocked(M, g.grid_pixels(), K, w, columns, detail::GridOutputC<T>{out, bias, g}, ws);
   }
 }
 
@@ -213,22 +322,25 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
 template <typename T>
 void conv2d_backward_data(const T* dy, const T* weight, T* dx, const Conv2dGeometry& g,
                           bool accumulate, T* workspace, int threads) {
-  const int64_t M = g.patch_size(), N = g.out_pixels(), K = g.out_channels;
+  using Layout = detail::ConvThreadWorkspace<T>;
+  const int64_t M = g.patch_size(), N = g.grid_pixels(), K = g.out_channels;
   const int64_t image_size = g.in_channels * g.in_pixels();
-  const int64_t per_thread = detail::conv2d_thread_workspace<T>(g);
+  const int64_t per_thread = Layout::size(g);
   const StridedA<T> w_transposed{weight, 1, M};
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t n = 0; n < g.batch; ++n) {
     T* ws = workspace + omp_get_thread_num() * per_thread;
-    const StridedB<T> grad_out{dy + n * K * N, N, 1};
-    T* grad_in = dx + n * image_size;
-    if (g.pointwise()) {
-      gemm_blocked(M, N, K, w_transposed, grad_out,
-                   StridedC<T>{grad_in, N, T(1), accumulate ? T(1) : T(0), nullptr}, ws);
-    } else {
-      if (!accumulate) std::fill(grad_in, grad_in + image_size, T(0));
-      gemm_blocked(M, N, K, w_transposed, grad_out, detail::Col2imC<T>{grad_in, g}, ws);
+    const T* grad_out = dy + n * K * g.out_pixels();
+    if (!g.output_is_grid()) {
+      detail::spread_to_grid(grad_out, g, ws + Layout::grid(g));
+      grad_out = ws + Layout::grid(g);
     }
+    T* grad_in = dx + n * image_size;
+    T* target = g.padding > 0 ? ws + Layout::kPadded : grad_in;
+    if (g.padding > 0 || !accumulate)
+      std::fill(target, target + g.in_channels * g.padded_pixels(), T(0));
+    gemm_blocked(M, N, K, w_transposed, StridedB<T>{grad_out, N, 1}, detail::GridCol2imC<T>{target, g}, ws);
+    if (g.padding > 0) detail::crop_padded(target, g, grad_in, accumulate);
   }
 }
 
@@ -240,33 +352,41 @@ void conv2d_backward_data(const T* dy, const T* weight, T* dx, const Conv2dGeome
 template <typename T>
 void conv2d_backward_weights(const T* x, const T* dy, T* dweight, T* dbias, const Conv2dGeometry& g,
                              bool accumulate_weight, bool accumulate_bias, T* workspace, int threads) {
-  const int64_t M = g.out_channels, N = g.patch_size(), K = g.out_pixels();
+  using Layout = detail::ConvThreadWorkspace<T>;
+  const int64_t M = g.out_channels, N = g.patch_size(), K = g.grid_pixels(), P = g.out_pixels();
   const int64_t image_size = g.in_channels * g.in_pixels();
-  const int64_t per_thread = detail::conv2d_thread_workspace<T>(g);
+  const int64_t per_thread = Layout::size(g);
+  const int64_t partials = Layout::partials(g);
 #pragma omp parallel num_threads(threads)
   {
     const int team = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t first = g.batch * t / team, last = g.batch * (t + 1) / team;
     T* ws = workspace + t * per_thread;
-    T* partial_weight = ws + gemm_workspace_size<T>();
+    T* partial_weight = ws + partials;
     T* partial_bias = partial_weight + M * N;
     for (int64_t n = first; n < last; ++n) {
-      const T* grad_out = dy + n * M * K;
-      const T* image = x + n * image_size;
+      const T* grad_out = dy + n * M * P;
       if (dweight) {
-        const StridedA<T> a{grad_out, K, 1};
-        const StridedC<T> out{partial_weight, N, T(1), n == first ? T(0) : T(1), nullptr};
-        if (g.pointwise())
-          gemm_blocked(M, N, K, a, StridedB<T>{image, 1, K}, out, ws);
-        else
-          gemm_blocked(M, N, K, a, detail::Im2colTransposedB<T>{image, g}, out, ws);
+        const T* image = x + n * image_size;
+        if (g.padding > 0) {
+          detail::pad_image(image, g, ws + Layout::kPadded);
+          image = ws + Layout::kPadded;
+        }
+        const T* grid = grad_out;
+        if (!g.output_is_grid()) {
+          detail::spread_to_grid(grad_out, g, ws + Layout::grid(g));
+          grid = ws + Layout::grid(g);
+        }
+        gemm_blocked(M, N, K, StridedA<T>{grid, K, 1},
+                     detail::GridIm2colTransposedB<T>{image, g, ws + Layout::kScratch},
+                     StridedC<T>{partial_weight, N, T(1), n == first ? T(0) : T(1), nullptr}, ws);
       }
       if (dbias) {
         for (int64_t co = 0; co < M; ++co) {
-          const T* row = grad_out + co * K;
+          const T* row = grad_out + co * P;
           T sum = T(0);
 #pragma omp simd reduction(+ : sum)
-          for (int64_t p = 0; p < K; ++p) sum += row[p];
+          for (int64_t p = 0; p < P; ++p) sum += row[p];
           partial_bias[co] = n == first ? sum : partial_bias[co] + sum;
         }
       }
@@ -279,7 +399,7 @@ void conv2d_backward_weights(const T* x, const T* dy, T* dweight, T* dbias, cons
         T sum = T(0);
         for (int u = 0; u < team; ++u)
           if (g.batch * u / team < g.batch * (u + 1) / team)
-            sum += workspace[u * per_thread + gemm_workspace_size<T>() + offset + e];
+            sum += workspace[u * per_thread + partials + offset + e];
         out[e] = accumulate ? out[e] + sum : sum;
       }
     };

@@ -149,9 +149,79 @@ struct MicroKernel<float, Cols> {
 };
 #endif
 
-/// Packs an np x kc block of a strided matrix into Width-wide panels along p, k-major:
+/// Transposes `count` (<= Width) rows of kc contiguous elements into one Width-wide k-major
+/// panel: dst[k * Width + p] = rows[p][k] for p < count, and 0 for count <= p < Width.
+/// Portable version: k in chunks so the chunk's panel rows stay in L1.
+template <int64_t Width, typename T>
+void transpose_into_panel(const T* const* rows, int64_t count, int64_t kc, T* dst) {
+  constexpr int64_t kChunk = 16;
+  for (int64_t k0 = 0; k0 < kc; k0 += kChunk) {
+    const int64_t k1 = std::min(kc, k0 + kChunk);
+    for (int64_t p = 0; p < count; ++p)
+      for (int64_t k = k0; k < k1; ++k) dst[k * Width + p] = rows[p][k];
+    for (int64_t k = k0; k < k1; ++k)
+      for (int64_t p = count; p < Width; ++p) dst[k * Width + p] = T(0);
+  }
+}
+
+#if defined(__AVX512F__)
+// GCC 12's unpack/shuffle intrinsics start from _mm512_undefined_ps(), which trips a false
+// -Wmaybe-uninitialized once inlined (GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+/// In-register transpose of a 16 x 16 float block (v[r] lane c -> v[c] lane r): 64 shuffles.
+inline void transpose16x16(__m512 v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      const __m512d a = _mm512_castps_pd(t[4 * i + j]), b = _mm512_castps_pd(t[4 * i + j + 2]);
+      v[4 * i + 2 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+      v[4 * i + 2 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    }
+  }
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_shuffle_f32x4(v[8 * i + j], v[8 * i + j + 4], 0x88);
+      t[8 * i + j + 4] = _mm512_shuffle_f32x4(v[8 * i + j], v[8 * i + j + 4], 0xdd);
+    }
+  }
+  for (int j = 0; j < 8; ++j) {
+    v[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+    v[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+  }
+}
+#pragma GCC diagnostic pop
+
+/// AVX-512 float version: 16-row blocks of the panel, 16 k at a time, through transpose16x16
+/// (masked loads and stores for the k tail and for 8-wide panels).
+template <int64_t Width>
+void transpose_into_panel(const float* const* rows, int64_t count, int64_t kc, float* dst) {
+  static_assert(Width % 8 == 0, "transpose_into_panel: panels of whole 8-lane groups");
+  for (int64_t r0 = 0; r0 < Width; r0 += 16) {
+    const int64_t block_rows = std::min<int64_t>(16, Width - r0);
+    const int64_t valid_rows = std::max<int64_t>(0, std::min(block_rows, count - r0));
+    const __mmask16 lanes = static_cast<__mmask16>((1u << block_rows) - 1);
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int64_t kn = std::min<int64_t>(16, kc - k0);
+      const __mmask16 k_mask = static_cast<__mmask16>((1u << kn) - 1);
+      __m512 v[16];
+      for (int64_t r = 0; r < 16; ++r)
+        v[r] = r < valid_rows ? _mm512_maskz_loadu_ps(k_mask, rows[r0 + r] + k0) : _mm512_setzero_ps();
+      transpose16x16(v);
+      for (int64_t k = 0; k < kn; ++k) _mm512_mask_storeu_ps(dst + (k0 + k) * Width + r0, lanes, v[k]);
+    }
+  }
+}
+#endif
+
+/// Packs an np x kc block of a dense matrix into Width-wide panels along p, k-major:
 /// dst[(p / Width) * kc * Width + k * Width + p % Width] = src[p * p_stride + k * k_stride],
-/// zero-filling the last panel to full width. Reads along whichever index has unit stride.
+/// zero-filling the last panel to full width. Requires: p_stride == 1 (rows of the panel are
+/// copied) or k_stride == 1 (the block is transposed).
 template <int64_t Width, typename T>
 void pack_strided_panels(const T* src, int64_t p_stride, int64_t k_stride, int64_t np, int64_t kc,
                          T* dst) {
@@ -167,25 +237,17 @@ void pack_strided_panels(const T* src, int64_t p_stride, int64_t k_stride, int64
         for (int64_t p = width; p < Width; ++p) to[p] = T(0);
       }
     } else {
-      // A transpose: walk k in chunks so the chunk's rows of the panel stay in L1.
-      constexpr int64_t kChunk = 16;
-      for (int64_t k0 = 0; k0 < kc; k0 += kChunk) {
-        const int64_t k1 = std::min(kc, k0 + kChunk);
-        for (int64_t p = 0; p < width; ++p) {
-          const T* from = block + p * p_stride;
-          for (int64_t k = k0; k < k1; ++k) panel[k * Width + p] = from[k * k_stride];
-        }
-        for (int64_t k = k0; k < k1; ++k)
-          for (int64_t p = width; p < Width; ++p) panel[k * Width + p] = T(0);
-      }
+      const T* rows[Width];
+      for (int64_t p = 0; p < width; ++p) rows[p] = block + p * p_stride;
+      transpose_into_panel<Width>(rows, width, kc, panel);
     }
   }
 }
 
 }  // namespace detail
 
-/// A operand (M x K) stored densely: element (i, k) at data[i * row_stride + k * col_stride]
-/// (op(A) = A^T swaps the strides).
+/// A operand (M x K) stored densely: element (i, k) at data[i * row_stride + k * col_stride],
+/// with one of the strides 1 (a row-major matrix, or the transpose of one).
 template <typename T>
 struct StridedA {
   const T* data;
@@ -196,7 +258,8 @@ struct StridedA {
   }
 };
 
-/// B operand (K x N) stored densely: element (k, j) at data[k * row_stride + j * col_stride].
+/// B operand (K x N) stored densely: element (k, j) at data[k * row_stride + j * col_stride],
+/// with one of the strides 1.
 template <typename T>
 struct StridedB {
   const T* data;
