@@ -1,16 +1,18 @@
 // Per-element and per-group maths of BatchNorm, GroupNorm and LayerNorm, shared by the CPU and
 // CUDA kernels. The derivation is in docs/kernels.md ("Norm maths"); in short, for one
-// normalisation group of M elements with mean mu and rstd = 1/sqrt(var + eps):
+// normalisation group of M elements with mean mu and rstd = 1/sqrt(var + eps), and g the output
+// gradient (masked by y > 0 when a ReLU is fused):
 //
 //   forward   x_hat = (x - mu) * rstd,   y = gamma_c * x_hat + beta_c
-//   backward  g = gamma_c * dy,
-//             dx = rstd * gamma_c * dy + B * (x - mu) + C,
-//             B = -rstd^2 * sum(g * x_hat) / M,   C = -rstd * sum(g) / M
-//             dgamma_c += sum(dy * x_hat),        dbeta_c += sum(dy)
+//   backward  dx = rstd * gamma_c * g + B * (x - mu) + C,
+//             B = -rstd^2 * sum(gamma_c * g * x_hat) / M,   C = -rstd * sum(gamma_c * g) / M
+//             dgamma_c += sum(g * x_hat),                   dbeta_c += sum(g)
 //
 // Statistics are combined with Welford/Chan (exact for any offset, zero variance on constant
-// input). Kernels keep x - mu as a difference (never gamma*rstd*x + shift), so an input like
-// 100 + 0.01*randn keeps its significant digits.
+// input) and kept in the accumulation type Acc (double on the CPU). The per-element forms
+// (ChannelAffine, InputGradAffine) work in the element type T and keep x - mu as a difference
+// against the mean rounded to T, with the rounding remainder folded into a per-channel shift; so
+// an input like 100 + 0.01*randn keeps its significant digits.
 #pragma once
 
 #include <cmath>
@@ -79,12 +81,6 @@ NORMLAB_HOST_DEVICE Acc inverse_std(Acc var, Acc eps) {
   return Acc(1) / std::sqrt(var + eps);
 }
 
-/// Forward of one element: gamma * (x - mean) * rstd + beta.
-template <typename T, typename Acc>
-NORMLAB_HOST_DEVICE T normalize_affine(T x, Acc mean, Acc scale, Acc beta) {
-  return static_cast<T>((static_cast<Acc>(x) - mean) * scale + beta);
-}
-
 /// Per-group coefficients of the input gradient: dx = rstd * gamma_c * dy + b * (x - mean) + c.
 template <typename Acc>
 struct NormBackwardCoefficients {
@@ -104,12 +100,63 @@ NORMLAB_HOST_DEVICE NormBackwardCoefficients<Acc> norm_backward_coefficients(Acc
   return k;
 }
 
-/// Input gradient of one element from the per-group coefficients.
+/// One channel's normalisation folded into three numbers of the element type T:
+///   gamma * (x - mean) * rstd + beta  ==  (x - center) * scale + shift,
+/// where center is the mean rounded to T, scale = gamma * rstd, and shift = beta - (mean - center)
+/// * scale absorbs the rounding remainder of the mean. x - center stays a difference (exact when x
+/// lies within a factor 2 of center, as on offset data), so one subtract and one FMA per element
+/// in T keep every significant digit, where scale * x + (beta - mean * scale) would cancel.
+template <typename T>
+struct ChannelAffine {
+  T center;
+  T scale;
+  T shift;
+};
+
+/// Requires: rstd > 0 (from inverse_std). Ensures: the folded form above. With gamma = 1 and
+/// beta = 0 it maps x to x_hat.
 template <typename T, typename Acc>
-NORMLAB_HOST_DEVICE T norm_backward_input(T dy, T x, Acc dy_scale, Acc mean,
-                                          const NormBackwardCoefficients<Acc>& k) {
-  return static_cast<T>(dy_scale * static_cast<Acc>(dy) + k.b * (static_cast<Acc>(x) - mean) +
-                        k.c);
+NORMLAB_HOST_DEVICE ChannelAffine<T> channel_affine(Acc mean, Acc rstd, Acc gamma, Acc beta) {
+  const T center = static_cast<T>(mean);
+  const Acc scale = gamma * rstd;
+  return {center, static_cast<T>(scale),
+          static_cast<T>(beta - (mean - static_cast<Acc>(center)) * scale)};
+}
+
+/// Forward of one element: (x - center) * scale + shift, optionally followed by ReLU.
+template <bool kRelu, typename T>
+NORMLAB_HOST_DEVICE T normalize_affine(T x, const ChannelAffine<T>& a) {
+  const T y = (x - a.center) * a.scale + a.shift;
+  if constexpr (kRelu) return y > T(0) ? y : T(0);
+  return y;
+}
+
+/// One channel's input gradient folded like ChannelAffine:
+///   rstd * gamma * g + b * (x - mean) + c  ==  dy_scale * g + x_scale * (x - center) + shift,
+/// with g the (ReLU-masked) output gradient, center the mean rounded to T and shift = c - b *
+/// (mean - center).
+template <typename T>
+struct InputGradAffine {
+  T center;
+  T dy_scale;
+  T x_scale;
+  T shift;
+};
+
+/// Ensures: the folded form above for a channel with affine weight `gamma` in a group with
+/// statistics (mean, rstd) and backward coefficients k.
+template <typename T, typename Acc>
+NORMLAB_HOST_DEVICE InputGradAffine<T> input_grad_affine(Acc mean, Acc rstd, Acc gamma,
+                                                         const NormBackwardCoefficients<Acc>& k) {
+  const T center = static_cast<T>(mean);
+  return {center, static_cast<T>(rstd * gamma), static_cast<T>(k.b),
+          static_cast<T>(k.c - k.b * (mean - static_cast<Acc>(center)))};
+}
+
+/// Input gradient of one element (g: the output gradient, already ReLU-masked).
+template <typename T>
+NORMLAB_HOST_DEVICE T norm_backward_input(T g, T x, const InputGradAffine<T>& k) {
+  return k.dy_scale * g + k.x_scale * (x - k.center) + k.shift;
 }
 
 }  // namespace normlab
