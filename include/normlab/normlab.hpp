@@ -1,0 +1,23 @@
+// normlab: the umbrella header. Include this, or the individual headers for faster builds.
+#pragma once
+
+#include "normlab/autograd/tape.hpp"
+#include "normlab/core/error.hpp"
+#include "normlab/core/parallel.hpp"
+#include "normlab/core/rng.hpp"
+#include "normlab/core/shape.hpp"
+#include "normlab/core/tensor.hpp"
+#include "normlab/models/cifar_resnet.hpp"
+#include "normlab/nn/container.hpp"
+#include "normlab/nn/layers.hpp"
+#include "normlab/nn/module.hpp"
+#include "normlab/nn/norm.hpp"
+#include "normlab/nn/summary.hpp"
+#include "normlab/ops/conv.hpp"
+#include "normlab/ops/elementwise.hpp"
+#include "normlab/ops/loss.hpp"
+#include "normlab/ops/norm.hpp"
+#include "normlab/ops/pool.hpp"
+#include "normlab/optim/sgd.hpp"
+#include "normlab/optim/step_lr.hpp"
+#include "normlab/optim/warmup_cosine.hpp"
