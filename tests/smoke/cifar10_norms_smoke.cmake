@@ -1,10 +1,13 @@
 # CTest driver of the example's smoke run: runs cifar10_norms on a CIFAR-10 subset, then checks
 # that every output exists and is well-formed (PNG signature + IHDR size, CSV header + rows), and
-# that each norm's final test accuracy is well above chance: > 15% on 1,000 test images, where a
-# chance-level model scores 10% +- 0.95% (two epochs on 5,000 images reach 17-30%).
+# that each norm's final test accuracy is well above chance (> 30%; chance is 10% +- 0.95% on
+# 1,000 images). The tuned recipe without augmentation is used because GroupNorm and LayerNorm
+# start slowly under the original one (17-24% after 2 epochs on 5,000 images); this run reaches
+# about 55% (BN), 41% (GN), 39% (LN).
 # Expects -DEXE=... -DDATA=... -DOUT=...
 file(REMOVE_RECURSE ${OUT})
-execute_process(COMMAND ${EXE} --data ${DATA} --out ${OUT} --epochs 2 --limit-train 5000 --limit-test 1000
+execute_process(COMMAND ${EXE} --data ${DATA} --out ${OUT} --epochs 3 --limit-train 10000 --limit-test 1000
+                        --recipe tuned --no-augment
                 RESULT_VARIABLE result)
 if(NOT result EQUAL 0)
   message(FATAL_ERROR "cifar10_norms exited with ${result}")
@@ -49,13 +52,13 @@ foreach(norm bn gn ln)
   file(STRINGS ${OUT}/${norm}.csv lines)
   list(LENGTH lines count)
   list(GET lines 0 header)
-  if(NOT header STREQUAL "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second" OR NOT count EQUAL 3)
+  if(NOT header STREQUAL "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds,images_per_second" OR NOT count EQUAL 4)
     message(FATAL_ERROR "${norm}.csv: unexpected header or ${count} lines")
   endif()
   list(GET lines 2 last)
   string(REPLACE "," ";" fields "${last}")
   list(GET fields 5 test_acc)
-  if(test_acc LESS_EQUAL 15)
+  if(test_acc LESS_EQUAL 30)
     message(FATAL_ERROR "${norm}: test accuracy ${test_acc}% is not well above chance")
   endif()
   message(STATUS "${norm}: final test accuracy ${test_acc}%")
