@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 
 #include "normlab/ops/elementwise.hpp"
 #include "oracle/elementwise.hpp"
@@ -63,6 +64,38 @@ TEST_CASE("dropout keeps 1-p of the elements, scales them by 1/(1-p), and matche
     for (int64_t i = 0; i < n; ++i) mean += y.data()[i];
     CHECK(std::abs(mean / n - 1.0) < 5 * sd / (1 - p));
   }
+}
+
+TEST_CASE("the vectorised Philox span equals the scalar generator bit for bit", "[dropout][philox]") {
+  // Counters around 2^32 check the carry into the counter's high word inside a span.
+  for (uint64_t seed : {uint64_t(0), uint64_t(0x0123456789ABCDEF), ~uint64_t(0)}) {
+    for (uint64_t first : {uint64_t(0), uint64_t(977), (uint64_t(1) << 32) - 5, ~uint64_t(0) - 20}) {
+      uint32_t words[cpu::detail::kDropoutSpan];
+      cpu::detail::philox_span(seed, first, words);
+      for (int64_t b = 0; b < cpu::detail::kDropoutBlocks; ++b) {
+        const Philox4 expected = philox4x32(seed, first + static_cast<uint64_t>(b), 0);
+        for (int w = 0; w < 4; ++w) {
+          INFO("seed " << seed << " block " << first + b << " word " << w);
+          REQUIRE(words[4 * b + w] == expected.v[w]);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("dropout lets NaN and Inf through where kept and multiplies them by 0 where dropped",
+          "[dropout]") {
+  Rng rng(5);
+  Tensor<float> x = Tensor<float>::full({1000}, std::numeric_limits<float>::infinity());
+  const Tensor<float> y = ops::dropout(x, 0.5, true, rng);
+  int64_t inf = 0, nan = 0;
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    inf += std::isinf(y.data()[i]);
+    nan += std::isnan(y.data()[i]);
+  }
+  CHECK(inf + nan == 1000);  // nothing silently becomes a finite number
+  CHECK(inf > 400);
+  CHECK(nan > 400);
 }
 
 TEST_CASE("dropout is the identity in eval mode and its gradient uses the forward's mask",
