@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -100,24 +101,42 @@ class Progress {
   bool tty_;
 };
 
-/// Requires: `net` built for `norm`; data outlive the call. Ensures: the trained net and its
-/// metrics; `after_epoch` is called with the metrics so far after every epoch (outputs are
-/// written as the run goes, so an interrupted run keeps its finished epochs).
-template <typename AfterEpoch>
-NormRun train_norm(normlab::models::NormKind norm, normlab::nn::Module<float>& net, const Options& options,
-                   const normlab::data::Cifar10& train, const normlab::data::Cifar10& test, AfterEpoch after_epoch) {
-  using clock = std::chrono::steady_clock;
-  NormRun run;
-  run.norm = norm;
-  run.recipe = make_recipe(options.recipe, norm, options.lr);
-  const Recipe& recipe = run.recipe;
+/// Ensures: the name of the first parameter of `net` whose gradient holds a NaN or an infinity,
+/// or "" when every gradient is finite.
+inline std::string first_non_finite_gradient(const normlab::nn::Module<float>& net) {
+  for (const auto& [name, p] : net.named_parameters()) {
+    if (!p.has_grad()) continue;
+    const Tensor<float> g = p.grad();
+    const float* data = g.data();
+    for (int64_t i = 0; i < g.numel(); ++i)
+      if (!std::isfinite(data[i])) return name;
+  }
+  return "";
+}
+
+/// Ensures: the recipe's SGD optimizer over net's parameters (train_norm sets the learning rate of
+/// every iteration).
+inline normlab::optim::Sgd<float> make_sgd(const Recipe& recipe, const normlab::nn::Module<float>& net) {
   normlab::optim::SgdOptions sgd_options;
   sgd_options.lr = recipe.lr;
   sgd_options.momentum = recipe.momentum;
   sgd_options.nesterov = recipe.nesterov;
   sgd_options.weight_decay = recipe.weight_decay;
-  normlab::optim::Sgd<float> sgd(net.parameters(), sgd_options);
+  return normlab::optim::Sgd<float>(net.parameters(), sgd_options);
+}
 
+/// Requires: `net` built for run.norm and `sgd` = make_sgd(run.recipe, net), both as after the
+/// run.epochs.size() epochs already done (fresh, or restored from a checkpoint); the data outlive
+/// the call. Ensures: training has gone on to options.epochs; after every epoch `after_epoch(run)`
+/// is called with the metrics so far (outputs are written as the run goes, so an interrupted run
+/// keeps its finished epochs); run.final_test evaluates the final weights. A loss, gradient or
+/// test loss that is not finite stops the run with an Error naming the epoch and step, before the
+/// optimizer step or the epoch's checkpoint, so the last checkpoint written stays the last good one.
+template <typename AfterEpoch>
+void train_norm(NormRun& run, normlab::nn::Module<float>& net, normlab::optim::Sgd<float>& sgd, const Options& options,
+                const normlab::data::Cifar10& train, const normlab::data::Cifar10& test, AfterEpoch after_epoch) {
+  using clock = std::chrono::steady_clock;
+  const Recipe& recipe = run.recipe;
   normlab::data::LoaderOptions loader_options;
   loader_options.batch_size = options.batch;
   loader_options.seed = options.seed;
@@ -125,11 +144,21 @@ NormRun train_norm(normlab::models::NormKind norm, normlab::nn::Module<float>& n
   loader_options.augmentation.randaugment_probability = options.randaugment;
   normlab::data::Loader loader(train, loader_options);
   const int64_t iterations = (train.size() + options.batch - 1) / options.batch;
-  const std::string name = normlab::models::norm_kind_name(norm);
+  const std::string name = normlab::models::norm_kind_name(run.norm);
+  const auto diverged = [&](int64_t epoch, const std::string& where, const std::string& what) {
+    normlab::autograd::tape().clear();
+    const std::string kept =
+        run.epochs.empty() ? "no checkpoint was written for it"
+                           : "the last good checkpoint (after epoch " + std::to_string(run.epochs.size()) +
+                                 ") is kept in " + output_path(options, name + ".ckpt");
+    return normlab::Error("training " + name + " diverged at epoch " + std::to_string(epoch + 1) + where + ": " +
+                          what + " (lower --lr?); " + kept);
+  };
   Progress progress;
   const auto run_start = clock::now();
+  const double wall_before = run.wall_seconds;
 
-  for (int64_t epoch = 0; epoch < options.epochs; ++epoch) {
+  for (int64_t epoch = static_cast<int64_t>(run.epochs.size()); epoch < options.epochs; ++epoch) {
     const auto epoch_start = clock::now();
     net.train();
     loader.start_epoch(epoch);
@@ -139,18 +168,19 @@ NormRun train_norm(normlab::models::NormKind norm, normlab::nn::Module<float>& n
       lr = recipe.lr_at(epoch, batch->number, iterations, options.epochs);
       sgd.set_lr(lr);
       sgd.zero_grad();
+      if (options.nan_epoch == epoch + 1 && options.nan_step == batch->number + 1)
+        batch->images.data()[0] = std::numeric_limits<float>::quiet_NaN();
       const Tensor<float> log_probs = net(batch->images);
       const Tensor<float> loss = recipe.label_smoothing > 0
                                      ? normlab::ops::cross_entropy(log_probs, batch->labels, recipe.label_smoothing)
                                      : normlab::ops::nll_loss(log_probs, batch->labels);
       const double value = loss.item();
-      if (!std::isfinite(value)) {
-        normlab::autograd::tape().clear();
-        throw normlab::Error("training " + name + " diverged: the loss is " + std::to_string(value) + " at epoch " +
-                             std::to_string(epoch + 1) + ", step " + std::to_string(batch->number + 1) +
-                             " (lower --lr?)");
-      }
+      const std::string step = ", step " + std::to_string(batch->number + 1);
+      if (!std::isfinite(value)) throw diverged(epoch, step, "the training loss is " + std::to_string(value));
       normlab::autograd::backward(loss);
+      // A NaN can vanish from the forward pass (ReLU maps it to 0) yet reach the gradients.
+      const std::string bad = first_non_finite_gradient(net);
+      if (!bad.empty()) throw diverged(epoch, step, "the gradient of '" + bad + "' is not finite");
       sgd.step();
       loss_sum += value * batch->size();
       for (int64_t b = 0; b < batch->size(); ++b)
@@ -162,6 +192,8 @@ NormRun train_norm(normlab::models::NormKind norm, normlab::nn::Module<float>& n
     }
     const double train_seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
     run.final_test = evaluate(net, test);
+    if (!std::isfinite(run.final_test.loss))
+      throw diverged(epoch, " (after its last step)", "the test loss is " + std::to_string(run.final_test.loss));
     EpochMetrics m;
     m.epoch = epoch + 1;
     m.lr = lr;
@@ -177,10 +209,10 @@ NormRun train_norm(normlab::models::NormKind norm, normlab::nn::Module<float>& n
                 name.c_str(), static_cast<long long>(m.epoch), static_cast<long long>(options.epochs), m.lr,
                 m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds, m.images_per_second);
     std::fflush(stdout);
-    run.wall_seconds = std::chrono::duration<double>(clock::now() - run_start).count();
+    run.wall_seconds = wall_before + std::chrono::duration<double>(clock::now() - run_start).count();
     after_epoch(run);
   }
-  return run;
+  if (run.final_test.confusion.empty()) run.final_test = evaluate(net, test);  // resumed after the last epoch
 }
 
 }  // namespace cifar10_norms

@@ -34,6 +34,8 @@ struct Options {
   bool augment = true;
   double randaugment = 0.25;               // probability of the RandAugment policy per image
   int64_t misclassified = 10;              // images in each misclassified grid
+  bool resume = false;                     // continue from the checkpoints in out_dir
+  int64_t nan_epoch = 0, nan_step = 0;     // testing: poison this (1-based) step's batch with a NaN
   bool help = false;
   std::string command_line;
 };
@@ -61,7 +63,14 @@ Usage: cifar10_norms [options]
   --no-augment        no random crop, flip or RandAugment
   --randaugment P     probability of applying RandAugment to an image (default 0.25; 0 = off)
   --misclassified N   images in each misclassified_*.png grid (default 10)
+  --resume            continue an interrupted run from the per-epoch checkpoints {norm}.ckpt in
+                      --out (same options required; finished norms are not trained again). With
+                      the same thread count the results are bit-identical to an uninterrupted run
   --help              this text
+
+Testing:
+  --inject-nan E:S    put a NaN into the first pixel of step S of epoch E (1-based), so the loss
+                      becomes NaN there: checks that divergence stops the run with a clear error
 )";
 }
 
@@ -139,10 +148,20 @@ inline Options parse_options(int argc, char** argv) {
     else if (flag == "--no-augment") o.augment = false;
     else if (flag == "--randaugment") o.randaugment = detail::parse_real(flag, value(), 0.0, 1.0, false);
     else if (flag == "--misclassified") o.misclassified = detail::parse_int(flag, value(), 1, 1000);
+    else if (flag == "--resume") o.resume = true;
+    else if (flag == "--inject-nan") {
+      const std::string text = value();
+      const size_t colon = text.find(':');
+      if (colon == std::string::npos) throw UsageError("--inject-nan expects EPOCH:STEP, got '" + text + "'");
+      o.nan_epoch = detail::parse_int(flag + " (epoch)", text.substr(0, colon), 1, 1000);
+      o.nan_step = detail::parse_int(flag + " (step)", text.substr(colon + 1), 1, INT64_MAX);
+    }
     else throw UsageError("unknown option '" + flag + "' (see --help)");
   }
   if (16 % o.groups != 0) throw UsageError("--groups must divide 16 and 32, got " + std::to_string(o.groups));
   return o;
 }
+
+inline std::string output_path(const Options& o, const std::string& file) { return o.out_dir + "/" + file; }
 
 }  // namespace cifar10_norms

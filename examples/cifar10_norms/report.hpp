@@ -1,7 +1,7 @@
 // Outputs of cifar10_norms (all written atomically, so an interrupted run leaves only complete
-// files): {norm}.csv after every epoch, {norm}.ckpt, misclassified_{norm}.png and
-// confusion_{norm}.png after each norm, and results.md + curves.png after every norm (so they
-// always describe the norms finished so far).
+// files): {norm}.ckpt (training_state.hpp) and {norm}.csv after every epoch,
+// misclassified_{norm}.png and confusion_{norm}.png after each norm, and results.md + curves.png
+// after every norm (so they always describe the norms finished so far).
 #pragma once
 
 #include <cstdio>
@@ -11,9 +11,7 @@
 
 #include "experiment.hpp"
 #include "normlab/data/cifar10.hpp"
-#include "normlab/io/checkpoint.hpp"
 #include "normlab/io/csv.hpp"
-#include "normlab/io/module_state.hpp"
 #include "normlab/io/plot.hpp"
 
 namespace cifar10_norms {
@@ -26,25 +24,12 @@ inline std::string norm_label(normlab::models::NormKind kind) {
   }
 }
 
-inline std::string output_path(const Options& o, const std::string& file) { return o.out_dir + "/" + file; }
-
 inline void write_epoch_csv(const Options& o, const NormRun& run) {
   normlab::io::CsvTable table(
       {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_second"});
   for (const EpochMetrics& m : run.epochs)
     table.add_row({m.epoch, m.lr, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.seconds, m.images_per_second});
   table.save(output_path(o, normlab::models::norm_kind_name(run.norm) + ".csv"));
-}
-
-/// The final weights and running statistics, with the run's configuration as text entries.
-inline void write_checkpoint(const Options& o, const NormRun& run, const normlab::nn::Module<float>& net) {
-  normlab::io::Checkpoint ckpt;
-  normlab::io::save_module_state(ckpt, net);
-  ckpt.put_text("norm", normlab::models::norm_kind_name(run.norm));
-  ckpt.put_text("recipe", run.recipe.describe());
-  ckpt.put_text("epochs", std::to_string(run.epochs.size()));
-  ckpt.put_text("command", o.command_line);
-  ckpt.save(output_path(o, normlab::models::norm_kind_name(run.norm) + ".ckpt"));
 }
 
 inline void write_pictures(const Options& o, const NormRun& run, const normlab::data::Cifar10& test) {

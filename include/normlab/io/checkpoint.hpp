@@ -1,7 +1,9 @@
 // Checkpoint: a versioned, checksummed file of named tensors and named text values (model
 // parameters and buffers, optimizer momentum, RNG states, epoch, metrics). Written atomically
-// (io/atomic_file.hpp); loading validates the magic, version, every length against the file size,
-// and the checksum, and reports the first problem with the file name.
+// (io/atomic_file.hpp); loading validates the magic, the checksum, the version, every length
+// against the file size and the uniqueness of the names, and reports the first problem with the
+// file name. Nothing a file holds can make the reader read out of bounds or allocate more than
+// the file's size (fuzzed: tests/fuzz/fuzz_checkpoint.cpp).
 //
 // Format (little-endian, version 1):
 //   "NLCKPT\r\n" | u32 version | u32 entry count | entries | u64 FNV-1a-64 of all preceding bytes
@@ -55,7 +57,7 @@ class Checkpoint {
     NORMLAB_CHECK(!expected || *expected == shape, "checkpoint entry '", name, "' has shape ", shape.str(),
                   ", the model expects ", expected->str());
     Tensor<T> t = Tensor<T>::empty(shape);
-    std::memcpy(t.data(), e.bytes.data(), e.bytes.size());
+    if (!e.bytes.empty()) std::memcpy(t.data(), e.bytes.data(), e.bytes.size());
     return t;
   }
   /// Requires: `name` is a text entry.
@@ -78,8 +80,16 @@ class Checkpoint {
     std::ifstream in(path, std::ios::binary);
     NORMLAB_CHECK(in.good(), "cannot open checkpoint '", path, "'");
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return parse(bytes, path);
+    return from_bytes(bytes, path);
   }
+
+  /// Ensures: the checkpoint serialised in `bytes`, or an Error naming `source` (a file name)
+  /// and the first problem found.
+  static Checkpoint from_bytes(const std::string& bytes, const std::string& source) {
+    return parse(bytes, source);
+  }
+  /// Ensures: the bytes save() writes (from_bytes(to_bytes()) round-trips).
+  std::string to_bytes() const { return serialize(); }
 
  private:
   enum class Kind : uint8_t { F32 = 0, F64 = 1, Text = 2 };
@@ -188,6 +198,7 @@ class Checkpoint {
       }
       const char* data = r.take(payload);
       e.bytes.assign(data, data + payload);
+      NORMLAB_CHECK(ckpt.entries_.count(name) == 0, "checkpoint '", path, "': entry '", name, "' appears twice");
       ckpt.entries_[name] = std::move(e);
     }
     NORMLAB_CHECK(r.pos == bytes.size() - 8, "checkpoint '", path, "' has ", bytes.size() - 8 - r.pos,
