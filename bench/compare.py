@@ -147,6 +147,11 @@ def main():
     for suite in suites:
         if suite not in SUITES:
             parser.error(f"unknown suite '{suite}' (expected some of {', '.join(SUITES)})")
+    baseline = os.path.join(HERE, "pytorch_baseline.py")
+    probe = subprocess.run([sys.executable, baseline, "--help"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    if probe.returncode != 0:  # PyTorch missing: the baseline says how to install it
+        sys.exit(probe.stderr.strip())
     common = ["--csv", "--threads", str(args.threads), "--batch", str(args.batch)]
     if args.repeats is not None:
         common += ["--repeats", str(args.repeats)]
@@ -164,7 +169,7 @@ def main():
         elif args.warmup is not None:
             extra = ["--warmup", str(args.warmup)]
         ours_text, ours = run_csv([os.path.join(args.bench_dir, binary)] + common + extra)
-        theirs_text, theirs = run_csv([sys.executable, os.path.join(HERE, "pytorch_baseline.py"), suite]
+        theirs_text, theirs = run_csv([sys.executable, baseline, suite]
                                       + common + extra)
         raw[f"{suite}_normlab"], raw[f"{suite}_pytorch"] = ours_text, theirs_text
         header, rows, ratios = TABLES[suite](join(suite, ours, theirs))
@@ -176,6 +181,7 @@ def main():
 
     report = "\n\n".join(sections) + "\n"
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             f.write(report)
         stem = os.path.splitext(args.out)[0]
