@@ -55,7 +55,10 @@ def markdown_table(header, rows):
 def join(suite, ours, theirs):
     """Pairs the rows of both CSVs by the suite's key columns; fails on any unmatched row."""
     key_columns = SUITES[suite][1]
-    key = lambda row: tuple(row[c] for c in key_columns)
+
+    def key(row):
+        return tuple(row[c] for c in key_columns)
+
     baseline = {key(row): row for row in theirs}
     pairs = [(row, baseline.pop(key(row), None)) for row in ours]
     missing = [key(a) for a, b in pairs if b is None]
@@ -65,6 +68,11 @@ def join(suite, ours, theirs):
     return pairs
 
 
+def images_per_second(row):
+    return (f"{row['images_per_second_median']} ({row['images_per_second_min']}-"
+            f"{row['images_per_second_max']})")
+
+
 def train_table(pairs):
     header = ["norm", "mode", "batch", "normlab img/s (min-max)", "PyTorch img/s (min-max)",
               "normlab / PyTorch"]
@@ -72,9 +80,8 @@ def train_table(pairs):
     for a, b in pairs:
         ratio = float(a["images_per_second_median"]) / float(b["images_per_second_median"])
         ratios.append(ratio)
-        span = lambda r: (f"{r['images_per_second_median']} ({r['images_per_second_min']}-"
-                          f"{r['images_per_second_max']})")
-        rows.append([a["norm"], a["mode"], a["batch"], span(a), span(b), f"{ratio:.2f}x"])
+        rows.append([a["norm"], a["mode"], a["batch"], images_per_second(a), images_per_second(b),
+                     f"{ratio:.2f}x"])
     return header, rows, ratios
 
 
