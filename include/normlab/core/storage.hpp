@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,9 @@
 
 namespace normlab {
 
+/// Which side of a copy is a backend's device memory (the other side is host memory).
+enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
+
 /// Raw memory of one device type. The CPU one is built in; the CUDA backend registers its own.
 class DeviceAllocator {
  public:
@@ -23,6 +27,9 @@ class DeviceAllocator {
   /// Ensures: a block of at least `bytes` bytes (64-byte aligned), or throws normlab::Error.
   virtual void* allocate(size_t bytes, int device_index) = 0;
   virtual void deallocate(void* ptr, size_t bytes, int device_index) = 0;
+  /// Ensures: `bytes` bytes copied from `source` to `destination`, complete when it returns;
+  /// `kind` says which of them is this backend's memory. Throws normlab::Error on failure.
+  virtual void copy(void* destination, const void* source, size_t bytes, CopyKind kind) = 0;
 };
 
 /// Keeps freed blocks for reuse, keyed by exact (rounded) size. Thread-safe.
@@ -68,6 +75,8 @@ class CachingAllocator {
     return cached_bytes_;
   }
 
+  DeviceAllocator& backend() const { return backend_; }
+
  private:
   DeviceAllocator& backend_;
   mutable std::mutex mutex_;
@@ -85,6 +94,9 @@ class HostAllocator final : public DeviceAllocator {
     return ptr;
   }
   void deallocate(void* ptr, size_t, int) override { std::free(ptr); }
+  void copy(void* destination, const void* source, size_t bytes, CopyKind) override {
+    if (bytes != 0) std::memcpy(destination, source, bytes);
+  }
 };
 
 struct AllocatorRegistry {
@@ -115,6 +127,20 @@ inline CachingAllocator& caching_allocator(DeviceType type) {
                 type == DeviceType::CUDA ? "cuda" : "cpu",
                 " (is the CUDA backend compiled in?)");
   return *allocator;
+}
+
+/// Requires: `destination` and `source` hold `bytes` bytes on devices `to` and `from`, and at most
+/// one device type other than the CPU is involved. Ensures: the bytes copied, by the backend of
+/// that device type (CPU to CPU: memcpy); complete when it returns.
+inline void copy_bytes(void* destination, Device to, const void* source, Device from,
+                       size_t bytes) {
+  NORMLAB_CHECK(to.is_cpu() || from.is_cpu() || to.type == from.type, "copy from ", from.str(),
+                " to ", to.str(), ": no backend copies between these devices");
+  const DeviceType backend = to.is_cpu() ? from.type : to.type;
+  const CopyKind kind = from.is_cpu() && !to.is_cpu()   ? CopyKind::HostToDevice
+                        : !from.is_cpu() && to.is_cpu() ? CopyKind::DeviceToHost
+                                                        : CopyKind::DeviceToDevice;
+  caching_allocator(backend).backend().copy(destination, source, bytes, kind);
 }
 
 /// A buffer of `size` elements of T. Its contents are uninitialised after construction.

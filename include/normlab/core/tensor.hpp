@@ -5,7 +5,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <type_traits>
@@ -115,16 +114,23 @@ class Tensor {
     require_cpu("Tensor::fill_");
     std::fill(data(), data() + numel(), value);
   }
-  /// Requires: same shape. Ensures: this tensor's data equals `other`'s.
+  /// Requires: same shape (the devices may differ). Ensures: this tensor's data equals `other`'s.
   void copy_(const Tensor& other) const {
-    require_cpu("Tensor::copy_");
     NORMLAB_CHECK(other.shape() == shape(), "Tensor::copy_: shape ", other.shape().str(),
                   " into ", shape().str());
-    std::memcpy(data(), other.data(), sizeof(T) * numel());
+    copy_bytes(data(), device(), other.data(), other.device(), sizeof(T) * numel());
   }
   /// Ensures: a new tensor with a copy of the data, not tracked by autograd.
   Tensor clone() const {
     Tensor t = empty(shape(), device());
+    t.copy_(*this);
+    return t;
+  }
+  /// Ensures: this tensor if it is on `device` already, else a copy of it on `device`; like
+  /// clone(), the copy is not tracked by autograd.
+  Tensor to(Device device) const {
+    if (device == this->device()) return *this;
+    Tensor t = empty(shape(), device);
     t.copy_(*this);
     return t;
   }

@@ -22,6 +22,7 @@ enum cudaError {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidDevice = 101,
 };
 typedef enum cudaError cudaError_t;
 
@@ -51,6 +52,11 @@ cudaError_t cudaMemset(void* devPtr, int value, size_t count);
 cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t stream = 0);
 cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
 }
 #endif
 
@@ -85,6 +91,8 @@ inline const char* cudaGetErrorString(cudaError_t error) {
       return "invalid argument";
     case cudaErrorMemoryAllocation:
       return "out of memory";
+    case cudaErrorInvalidDevice:
+      return "invalid device ordinal";
     default:  // the emulator's calls return no other code
       return "unrecognized error code";
   }
@@ -137,6 +145,34 @@ inline cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, 
 /// Launches are synchronous: nothing to wait for.
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+
+/// The emulator is one device, number 0.
+inline cudaError_t cudaGetDeviceCount(int* count) {
+  if (count == nullptr) return normlab::cuda_emu::detail::record(cudaErrorInvalidValue);
+  *count = 1;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGetDevice(int* device) {
+  if (device == nullptr) return normlab::cuda_emu::detail::record(cudaErrorInvalidValue);
+  *device = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : normlab::cuda_emu::detail::record(cudaErrorInvalidDevice);
+}
+
+/// Streams are accepted and ignored (launches are synchronous); a created stream is a distinct
+/// non-null handle until cudaStreamDestroy (so ASan reports a stream that is never destroyed).
+inline cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  if (stream == nullptr) return normlab::cuda_emu::detail::record(cudaErrorInvalidValue);
+  *stream = reinterpret_cast<cudaStream_t>(new std::max_align_t);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (stream == nullptr) return normlab::cuda_emu::detail::record(cudaErrorInvalidValue);
+  delete reinterpret_cast<std::max_align_t*>(stream);
+  return cudaSuccess;
+}
 
 }  // extern "C"
 
