@@ -30,7 +30,7 @@ struct CifarResNetOptions {
   NormKind norm = NormKind::Group;
   int64_t groups = 4;     // GroupNorm only; must divide 16 and 32
   double dropout = 0.02;
-  bool fuse_relu = true;  // fold each ReLU into the norm before it (same maths, fewer passes)
+  bool fuse_epilogues = true;  // fold each ReLU and dropout into the norm before them (same numbers, fewer passes)
 };
 
 namespace detail {
@@ -69,13 +69,18 @@ class CifarResNetBuilder {
 
   void norm_relu_dropout(nn::Sequential<T>& seq, int64_t channels) {
     nn::NormOptions norm_options;
-    norm_options.fuse_relu = options_.fuse_relu;
+    norm_options.fuse_relu = options_.fuse_epilogues;
+    if (options_.fuse_epilogues) {
+      norm_options.dropout = options_.dropout;
+      norm_options.dropout_rng = &dropout_rng_;
+    }
     switch (options_.norm) {
       case NormKind::Batch: seq.template emplace<nn::BatchNorm2d<T>>(channels, norm_options); break;
       case NormKind::Group: seq.template emplace<nn::GroupNorm<T>>(options_.groups, channels, norm_options); break;
       case NormKind::Layer: seq.template emplace<nn::LayerNorm<T>>(channels, norm_options); break;
     }
-    if (!options_.fuse_relu) seq.template emplace<nn::ReLU<T>>();
+    if (options_.fuse_epilogues) return;
+    seq.template emplace<nn::ReLU<T>>();
     seq.template emplace<nn::Dropout<T>>(options_.dropout, dropout_rng_);
   }
 

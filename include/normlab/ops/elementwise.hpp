@@ -44,6 +44,19 @@ Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   return y;
 }
 
+namespace detail {
+/// Requires: 0 < p < 1. Ensures: the mask of an inverted dropout with probability p over n
+/// elements, reserving its (n + 3) / 4 Philox blocks from `rng`; ops::dropout and the norms'
+/// fused dropout draw the same way, so they give the same mask from the same Rng state.
+inline cpu::DropoutDraw draw_dropout(double p, Rng& rng, int64_t n) {
+  cpu::DropoutDraw draw;
+  draw.keep = static_cast<float>(1.0 - p);
+  draw.seed = rng.seed();
+  draw.counter_base = rng.reserve(static_cast<uint64_t>((n + 3) / 4));
+  return draw;
+}
+}  // namespace detail
+
 /// Requires: 0 <= p < 1. Ensures: in training, each element is zeroed with probability p and the
 /// survivors are scaled by 1/(1-p) (inverted dropout), with the mask drawn from `rng` by counter
 /// (independent of the thread count); in evaluation (training == false) or with p == 0, y is x.
@@ -53,16 +66,14 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Rng& rng = defaul
   NORMLAB_CHECK(p >= 0.0 && p < 1.0, "dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0.0) return x;
   detail::require_cpu("dropout", x);
-  const float keep = static_cast<float>(1.0 - p);
-  const uint64_t seed = rng.seed();
-  const uint64_t counter_base = rng.reserve(static_cast<uint64_t>((x.numel() + 3) / 4));
+  const cpu::DropoutDraw draw = detail::draw_dropout(p, rng, x.numel());
   Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
-  cpu::dropout_forward(x.data(), y.data(), x.numel(), keep, seed, counter_base);
+  cpu::dropout_forward(x.data(), y.data(), x.numel(), draw);
   if (autograd::needs_grad(x)) {
-    autograd::record("dropout", y, [x, keep, seed, counter_base](const Tensor<T>& dy) {
+    autograd::record("dropout", y, [x, draw](const Tensor<T>& dy) {
       if (!x.requires_grad()) return;
       auto dx = autograd::gradient_sink(x);
-      cpu::dropout_backward(dy.data(), dx.data, x.numel(), keep, seed, counter_base, dx.accumulate);
+      cpu::dropout_backward(dy.data(), dx.data, x.numel(), draw, dx.accumulate);
     });
   }
   return y;

@@ -1,5 +1,5 @@
 // BatchNorm2d CPU kernels: fused forward (statistics, running-statistics update, normalise +
-// affine (+ ReLU)) and fused backward (gradient sums, dgamma/dbeta, dx), built from the passes
+// affine (+ ReLU (+ dropout))) and fused backward (gradient sums, dgamma/dbeta, dx), built from the passes
 // of norm_passes.hpp. The maths is in kernels/normlab/common/norm_math.hpp and docs/kernels.md.
 //
 // Layout: x, y, dy, dx are NCHW, viewed as [N, C, HW]; gamma, beta, the running statistics and
@@ -27,7 +27,7 @@
 namespace normlab::cpu {
 
 /// Normalises x per channel and writes y = gamma * (x - mean) * rstd + beta (then ReLU if
-/// fuse_relu); gamma/beta may be null (1/0). With batch_statistics, mean and the biased variance
+/// fuse_relu, then the dropout factor of `dropout` if active); gamma/beta may be null (1/0). With batch_statistics, mean and the biased variance
 /// are those of x over (N, HW); if running_mean/running_var are not null they become
 /// (1 - momentum) * running + momentum * batch, with the unbiased variance. Without
 /// batch_statistics, mean/var are running_mean/running_var (then required), left unchanged.
@@ -36,7 +36,8 @@ namespace normlab::cpu {
 template <typename T>
 void batch_norm_forward(const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var,
                         T* y, double* mean, double* rstd, int64_t N, int64_t C, int64_t HW,
-                        bool batch_statistics, double momentum, double eps, bool fuse_relu) {
+                        bool batch_statistics, double momentum, double eps, bool fuse_relu,
+                        const DropoutDraw& dropout = {}) {
   const int64_t plane_stride = C * HW;
 #pragma omp parallel for schedule(static) if (N * C * HW >= norm_detail::kParallelThreshold)
   for (int64_t c = 0; c < C; ++c) {
@@ -59,18 +60,18 @@ void batch_norm_forward(const T* x, const T* gamma, const T* beta, T* running_me
         channel_affine<T>(mean[c], rstd[c], gamma != nullptr ? static_cast<double>(gamma[c]) : 1.0,
                           beta != nullptr ? static_cast<double>(beta[c]) : 0.0);
     for (int64_t n = 0; n < N; ++n) {
-      normalize_range(xc + n * plane_stride, y + c * HW + n * plane_stride, HW, affine, fuse_relu);
+      const int64_t first = n * plane_stride + c * HW;
+      normalize_range(x + first, y + first, HW, affine, fuse_relu, dropout, first);
     }
   }
 }
 
 /// Backward of batch_norm_forward with the same x, gamma, sizes and saved mean/rstd. g = dy, or
-/// dy where relu_output (the forward's saved y) > 0 when the ReLU was fused (else relu_output is
-/// null). Ensures, for each non-null output: dgamma[c] (+)= sum(g * x_hat), dbeta[c] (+)= sum(g)
+/// with a fused epilogue dy * fused.grad_scale where fused.output (the forward's saved y) > 0. Ensures, for each non-null output: dgamma[c] (+)= sum(g * x_hat), dbeta[c] (+)= sum(g)
 /// over the channel; dx (+)= the input gradient: with batch_statistics the full one (mean and
 /// rstd depend on x), without it (running statistics, constants) rstd * gamma * g.
 template <typename T>
-void batch_norm_backward(const T* x, const T* relu_output, const T* dy, const T* gamma,
+void batch_norm_backward(const T* x, const FusedOutput<T>& fused, const T* dy, const T* gamma,
                          const double* mean, const double* rstd, GradientOut<T> dx,
                          GradientOut<T> dgamma, GradientOut<T> dbeta, int64_t N, int64_t C,
                          int64_t HW, bool batch_statistics) {
@@ -83,11 +84,12 @@ void batch_norm_backward(const T* x, const T* relu_output, const T* dy, const T*
     const auto plane = [&](auto* base, int64_t n) {  // plane (n, c) of a tensor, or null
       return base == nullptr ? base : base + first + n * plane_stride;
     };
+    const auto fused_plane = [&](int64_t n) { return FusedOutput<T>{plane(fused.output, n), fused.grad_scale}; };
     GradSums sums;
     if (need_sums) {
       const ChannelAffine<T> xhat = channel_affine<T>(mean[c], rstd[c], 1.0, 0.0);
       for (int64_t n = 0; n < N; ++n) {
-        const GradSums s = range_grad_sums(plane(x, n), plane(relu_output, n), plane(dy, n), HW, xhat);
+        const GradSums s = range_grad_sums(plane(x, n), fused_plane(n), plane(dy, n), HW, xhat);
         sums.g += s.g;
         sums.g_xhat += s.g_xhat;
       }
@@ -106,7 +108,7 @@ void batch_norm_backward(const T* x, const T* relu_output, const T* dy, const T*
                          : NormBackwardCoefficients<double>{0.0, 0.0};
     const InputGradAffine<T> affine = input_grad_affine<T>(mean[c], rstd[c], gamma_c, k);
     for (int64_t n = 0; n < N; ++n) {
-      input_grad_range(plane(x, n), plane(relu_output, n), plane(dy, n), plane(dx.data, n), HW,
+      input_grad_range(plane(x, n), fused_plane(n), plane(dy, n), plane(dx.data, n), HW,
                        affine, dx.accumulate);
     }
   }

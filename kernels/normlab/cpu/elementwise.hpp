@@ -53,6 +53,16 @@ void scaled_gradient(const T* dy, T* dx, int64_t n, T scale, bool accumulate) {
   }
 }
 
+/// An inverted-dropout mask over a tensor's elements: element i (its index in the whole tensor)
+/// is kept iff uniform_from_bits(word i % 4 of philox4x32(seed, counter_base + i / 4, 0)) < keep,
+/// and kept elements are scaled by 1 / keep. keep == 1 means no dropout.
+struct DropoutDraw {
+  float keep = 1.0f;
+  uint64_t seed = 0;
+  uint64_t counter_base = 0;
+  bool active() const { return keep < 1.0f; }
+};
+
 namespace detail {
 
 /// Philox blocks drawn together: 16 blocks = 64 elements, so the 32-bit lanes of the generator
@@ -122,26 +132,40 @@ inline void philox_span(uint64_t seed, uint64_t first_block, uint32_t* words) {
 #pragma GCC diagnostic pop
 #endif
 
-/// Applies `apply(i, factor)` to the elements i of [0, n), with factor = scale if element i is
-/// kept and 0 if dropped; element i is kept iff uniform_from_bits(word) < keep for the word i % 4
-/// of Philox block counter_base + i / 4. Elements are processed in spans of 64: the span's 16
-/// Philox blocks come from philox_span, the factors from one SIMD loop and `apply` from another.
-/// Spans are split statically over the OpenMP threads; no decision depends on the split.
+/// Applies `apply(j, factor)` for j in [0, n) on the calling thread, where factor is 1/keep if
+/// element first + j of the tensor is kept under `draw` and 0 if it is dropped. Works in the
+/// tensor's aligned spans of 64 elements: a span's 16 Philox blocks come from philox_span, its
+/// factors from one SIMD loop, and `apply` over the part of the span inside [first, first + n)
+/// from another. A decision depends only on the element's index, not on how ranges are split.
 template <typename T, typename Apply>
-void for_each_dropout_factor(int64_t n, float keep, T scale, uint64_t seed, uint64_t counter_base,
-                             Apply apply) {
+void for_each_dropout_factor(const DropoutDraw& draw, int64_t first, int64_t n, Apply apply) {
+  const T scale = T(1) / static_cast<T>(draw.keep);
+  const int64_t end = first + n;
+  for (int64_t span_begin = first / kDropoutSpan * kDropoutSpan; span_begin < end;
+       span_begin += kDropoutSpan) {
+    alignas(64) uint32_t words[kDropoutSpan];
+    alignas(64) T factor[kDropoutSpan];
+    philox_span(draw.seed, draw.counter_base + static_cast<uint64_t>(span_begin / 4), words);
+#pragma omp simd
+    for (int64_t j = 0; j < kDropoutSpan; ++j)
+      factor[j] = uniform_from_bits(words[j]) < draw.keep ? scale : T(0);
+    const int64_t j_lo = std::max(first - span_begin, int64_t(0));
+    const int64_t j_hi = std::min(end - span_begin, kDropoutSpan);
+    const int64_t offset = span_begin - first;  // apply's index of the span's element j
+#pragma omp simd
+    for (int64_t j = j_lo; j < j_hi; ++j) apply(offset + j, factor[j]);
+  }
+}
+
+/// for_each_dropout_factor over a whole tensor of n elements, spans split over OpenMP threads.
+template <typename T, typename Apply>
+void for_each_dropout_factor_parallel(const DropoutDraw& draw, int64_t n, Apply apply) {
   const int64_t spans = (n + kDropoutSpan - 1) / kDropoutSpan;
 #pragma omp parallel for schedule(static)
   for (int64_t span = 0; span < spans; ++span) {
-    alignas(64) uint32_t words[kDropoutSpan];
-    alignas(64) T factor[kDropoutSpan];
-    philox_span(seed, counter_base + static_cast<uint64_t>(span * kDropoutBlocks), words);
-#pragma omp simd
-    for (int64_t j = 0; j < kDropoutSpan; ++j)
-      factor[j] = uniform_from_bits(words[j]) < keep ? scale : T(0);
-    const int64_t begin = span * kDropoutSpan, length = std::min(kDropoutSpan, n - begin);
-#pragma omp simd
-    for (int64_t j = 0; j < length; ++j) apply(begin + j, factor[j]);
+    const int64_t first = span * kDropoutSpan;
+    for_each_dropout_factor<T>(draw, first, std::min(kDropoutSpan, n - first),
+                               [&](int64_t j, T factor) { apply(first + j, factor); });
   }
 }
 
@@ -149,25 +173,19 @@ void for_each_dropout_factor(int64_t n, float keep, T scale, uint64_t seed, uint
 
 /// Inverted dropout: y = x * (1/keep) where kept, else x * 0 (so NaN and Inf inputs stay visible);
 /// the mask is recomputed (not stored) by the backward. One pass: read x, write y, plus about 3
-/// integer vector instructions per element for the generator.
+/// integer vector instructions per element for the generator. Requires: draw.keep in (0, 1].
 template <typename T>
-void dropout_forward(const T* x, T* y, int64_t n, float keep, uint64_t seed, uint64_t counter_base) {
-  detail::for_each_dropout_factor(n, keep, T(1) / static_cast<T>(keep), seed, counter_base,
-                                  [=](int64_t i, T factor) { y[i] = x[i] * factor; });
+void dropout_forward(const T* x, T* y, int64_t n, const DropoutDraw& draw) {
+  detail::for_each_dropout_factor_parallel<T>(draw, n, [=](int64_t i, T factor) { y[i] = x[i] * factor; });
 }
 
-/// dx (+)= dy * (1/keep) where kept (dy * 0 where dropped). Same mask as the forward with the
-/// same (seed, counter_base).
+/// dx (+)= dy * (1/keep) where kept (dy * 0 where dropped), with the forward's draw.
 template <typename T>
-void dropout_backward(const T* dy, T* dx, int64_t n, float keep, uint64_t seed,
-                      uint64_t counter_base, bool accumulate) {
-  const T scale = T(1) / static_cast<T>(keep);
+void dropout_backward(const T* dy, T* dx, int64_t n, const DropoutDraw& draw, bool accumulate) {
   if (accumulate) {
-    detail::for_each_dropout_factor(n, keep, scale, seed, counter_base,
-                                    [=](int64_t i, T factor) { dx[i] += dy[i] * factor; });
+    detail::for_each_dropout_factor_parallel<T>(draw, n, [=](int64_t i, T factor) { dx[i] += dy[i] * factor; });
   } else {
-    detail::for_each_dropout_factor(n, keep, scale, seed, counter_base,
-                                    [=](int64_t i, T factor) { dx[i] = dy[i] * factor; });
+    detail::for_each_dropout_factor_parallel<T>(draw, n, [=](int64_t i, T factor) { dx[i] = dy[i] * factor; });
   }
 }
 

@@ -1,5 +1,5 @@
 // GroupNorm CPU kernels (and so LayerNorm = GroupNorm with G = 1, and InstanceNorm = G = C):
-// fused forward (statistics, normalise + per-channel affine (+ ReLU)) and fused backward
+// fused forward (statistics, normalise + per-channel affine (+ ReLU (+ dropout))) and fused backward
 // (per-(n, c) gradient sums, per-group coefficients, dx, then dgamma/dbeta from the same sums),
 // built from the passes of norm_passes.hpp. Maths: kernels/normlab/common/norm_math.hpp and
 // docs/kernels.md.
@@ -28,12 +28,12 @@
 namespace normlab::cpu {
 
 /// Normalises each group (n, g) of C/G channels and writes y = gamma_c * (x - mean) * rstd +
-/// beta_c (then ReLU if fuse_relu); gamma/beta may be null (1/0). Requires: G >= 1 divides C;
+/// beta_c (then ReLU if fuse_relu, then the dropout factor of `dropout` if active); gamma/beta may be null (1/0). Requires: G >= 1 divides C;
 /// N, C, HW >= 1. Ensures: mean[n*G + g] and rstd[n*G + g] = 1 / sqrt(biased var + eps).
 template <typename T>
 void group_norm_forward(const T* x, const T* gamma, const T* beta, T* y, double* mean,
                         double* rstd, int64_t N, int64_t C, int64_t HW, int64_t G, double eps,
-                        bool fuse_relu) {
+                        bool fuse_relu, const DropoutDraw& dropout = {}) {
   const int64_t channels_per_group = C / G, group_size = channels_per_group * HW;
 #pragma omp parallel for schedule(static) if (N * C * HW >= norm_detail::kParallelThreshold)
   for (int64_t ng = 0; ng < N * G; ++ng) {
@@ -45,7 +45,7 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, T* y, double*
       const ChannelAffine<T> affine = channel_affine<T>(
           mean[ng], rstd[ng], gamma != nullptr ? static_cast<double>(gamma[c]) : 1.0,
           beta != nullptr ? static_cast<double>(beta[c]) : 0.0);
-      normalize_range(x + offset, y + offset, HW, affine, fuse_relu);
+      normalize_range(x + offset, y + offset, HW, affine, fuse_relu, dropout, offset);
     }
   }
 }
@@ -54,20 +54,20 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, T* y, double*
 inline int64_t group_norm_backward_workspace_size(int64_t N, int64_t C) { return 2 * N * C; }
 
 /// Backward of group_norm_forward with the same x, gamma, sizes and saved mean/rstd. g = dy, or
-/// dy where relu_output (the forward's saved y) > 0 when the ReLU was fused (else relu_output is
-/// null). Requires: workspace of group_norm_backward_workspace_size(N, C) doubles. Ensures, for
+/// with a fused epilogue dy * fused.grad_scale where fused.output (the forward's saved y) > 0.
+/// Requires: workspace of group_norm_backward_workspace_size(N, C) doubles. Ensures, for
 /// each non-null output: dx (+)= the input gradient, dgamma[c] (+)= sum over (n, HW) of
 /// g * x_hat, dbeta[c] (+)= sum of g.
 template <typename T>
-void group_norm_backward(const T* x, const T* relu_output, const T* dy, const T* gamma,
+void group_norm_backward(const T* x, const FusedOutput<T>& fused, const T* dy, const T* gamma,
                          const double* mean, const double* rstd, GradientOut<T> dx,
                          GradientOut<T> dgamma, GradientOut<T> dbeta, int64_t N, int64_t C,
                          int64_t HW, int64_t G, double* workspace) {
   const int64_t channels_per_group = C / G, group_size = channels_per_group * HW;
   double* plane_sum_g = workspace;               // [N, C]: sum(g) of plane (n, c)
   double* plane_sum_g_xhat = workspace + N * C;  // [N, C]: sum(g * x_hat) of plane (n, c)
-  const auto at = [](auto* base, int64_t offset) {  // base + offset, or null
-    return base == nullptr ? base : base + offset;
+  const auto fused_at = [&](int64_t offset) {  // the fused epilogue's view of one range
+    return FusedOutput<T>{fused.output == nullptr ? nullptr : fused.output + offset, fused.grad_scale};
   };
 #pragma omp parallel if (N * C * HW >= norm_detail::kParallelThreshold)
   {
@@ -79,7 +79,7 @@ void group_norm_backward(const T* x, const T* relu_output, const T* dy, const T*
       GradSums group;  // sum(gamma_c * g), sum(gamma_c * g * x_hat) over the group
       for (int64_t j = 0; j < channels_per_group; ++j) {
         const int64_t offset = ng * group_size + j * HW;
-        const GradSums s = range_grad_sums(x + offset, at(relu_output, offset), dy + offset, HW, xhat);
+        const GradSums s = range_grad_sums(x + offset, fused_at(offset), dy + offset, HW, xhat);
         plane_sum_g[first_plane + j] = s.g;
         plane_sum_g_xhat[first_plane + j] = s.g_xhat;
         const double gamma_c = gamma != nullptr ? static_cast<double>(gamma[first_channel + j]) : 1.0;
@@ -92,7 +92,7 @@ void group_norm_backward(const T* x, const T* relu_output, const T* dy, const T*
       for (int64_t j = 0; j < channels_per_group; ++j) {
         const int64_t offset = ng * group_size + j * HW;
         const double gamma_c = gamma != nullptr ? static_cast<double>(gamma[first_channel + j]) : 1.0;
-        input_grad_range(x + offset, at(relu_output, offset), dy + offset, dx.data + offset, HW,
+        input_grad_range(x + offset, fused_at(offset), dy + offset, dx.data + offset, HW,
                          input_grad_affine<T>(mean[ng], rstd[ng], gamma_c, k), dx.accumulate);
       }
     }

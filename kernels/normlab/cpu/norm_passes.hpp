@@ -4,9 +4,14 @@
 // which ranges. Each is one read of its inputs:
 //
 //   range_moments      x                -> WelfordState<double> (count, mean, M2)
-//   normalize_range    x                -> y = (x - center) * scale + shift (+ ReLU)
+//   normalize_range    x                -> y = (x - center) * scale + shift (+ ReLU (+ dropout))
 //   range_grad_sums    x, dy (, y)      -> sum(g), sum(g * x_hat) in double, g = dy masked by y > 0
 //   input_grad_range   x, dy (, y, dx)  -> dx (+)= dy_scale * g + x_scale * (x - center) + shift
+//
+// The fused epilogue: y = relu(norm(x)), or y = dropout(relu(norm(x))) with the dropout's factor
+// (1/keep or 0) applied in the same pass. Its backward needs no dropout mask: y > 0 exactly where
+// the ReLU passed and the dropout kept, so g = dy * grad_scale where y > 0 (grad_scale = 1/keep,
+// or 1 without dropout) and 0 elsewhere (FusedOutput).
 //
 // Reductions (moments, gradient sums) run over chunks of at most kChunk elements. Inside a chunk,
 // kLanes independent accumulators of T (two AVX-512 vectors of float) take the terms in the order
@@ -23,6 +28,7 @@
 #include <cstdint>
 
 #include "normlab/common/norm_math.hpp"
+#include "normlab/cpu/elementwise.hpp"
 
 namespace normlab::cpu {
 
@@ -32,6 +38,14 @@ template <typename T>
 struct GradientOut {
   T* data = nullptr;
   bool accumulate = false;
+};
+
+/// A norm's fused epilogue as its backward sees it: no ReLU (output == nullptr: g = dy), or the
+/// forward's saved output y with g = dy * grad_scale where y > 0 and 0 elsewhere.
+template <typename T>
+struct FusedOutput {
+  const T* output = nullptr;
+  T grad_scale = T(1);
 };
 
 /// The two reductions of a norm backward over some elements: sum(g) and sum(g * x_hat).
@@ -115,21 +129,21 @@ void normalize_range(const T* x, T* y, int64_t n, const ChannelAffine<T>& a) {
   for (int64_t i = 0; i < n; ++i) y[i] = normalize_affine<kRelu>(x[i], a);
 }
 
-/// The output gradient of element i, masked by the fused ReLU's saved output.
+/// The output gradient of element i, masked (and scaled) by the fused epilogue's saved output.
 template <bool kRelu, typename T>
-inline T masked_grad(const T* y, const T* dy, int64_t i) {
-  if constexpr (kRelu) return y[i] > T(0) ? dy[i] : T(0);
+inline T masked_grad(const T* y, const T* dy, T grad_scale, int64_t i) {
+  if constexpr (kRelu) return y[i] > T(0) ? dy[i] * grad_scale : T(0);
   return dy[i];
 }
 
 template <bool kRelu, typename T>
-GradSums range_grad_sums(const T* x, const T* y, const T* dy, int64_t n,
+GradSums range_grad_sums(const T* x, const T* y, T grad_scale, const T* dy, int64_t n,
                          const ChannelAffine<T>& xhat) {
   GradSums total;
   for (int64_t begin = 0; begin < n; begin += kChunk) {
     const T *xc = x + begin, *yc = y + (kRelu ? begin : 0), *dyc = dy + begin;
     const SumPair sums = chunk_sums<T>(std::min(kChunk, n - begin), [=](int64_t i) {
-      const T g = masked_grad<kRelu>(yc, dyc, i);
+      const T g = masked_grad<kRelu>(yc, dyc, grad_scale, i);
       return TermPair<T>{g, g * normalize_affine<false>(xc[i], xhat)};
     });
     total.g += sums.first;
@@ -139,11 +153,11 @@ GradSums range_grad_sums(const T* x, const T* y, const T* dy, int64_t n,
 }
 
 template <bool kRelu, bool kAccumulate, typename T>
-void input_grad_range(const T* x, const T* y, const T* dy, T* dx, int64_t n,
+void input_grad_range(const T* x, const T* y, T grad_scale, const T* dy, T* dx, int64_t n,
                       const InputGradAffine<T>& k) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const T v = norm_backward_input(masked_grad<kRelu>(y, dy, i), x[i], k);
+    const T v = norm_backward_input(masked_grad<kRelu>(y, dy, grad_scale, i), x[i], k);
     if constexpr (kAccumulate) {
       dx[i] += v;
     } else {
@@ -154,10 +168,17 @@ void input_grad_range(const T* x, const T* y, const T* dy, T* dx, int64_t n,
 
 }  // namespace norm_detail
 
-/// y[i] = (x[i] - a.center) * a.scale + a.shift, then max(., 0) if relu. One pass.
+/// y[i] = (x[i] - a.center) * a.scale + a.shift, then max(., 0) if relu, then times the dropout
+/// factor of tensor element first_index + i if `dropout` is active. One pass.
+/// Requires: relu if dropout.active() (the backward reads the dropout mask from y > 0).
 template <typename T>
-void normalize_range(const T* x, T* y, int64_t n, const ChannelAffine<T>& a, bool relu) {
-  if (relu) {
+void normalize_range(const T* x, T* y, int64_t n, const ChannelAffine<T>& a, bool relu,
+                     const DropoutDraw& dropout, int64_t first_index) {
+  if (dropout.active()) {
+    cpu::detail::for_each_dropout_factor<T>(dropout, first_index, n, [=](int64_t i, T factor) {
+      y[i] = normalize_affine<true>(x[i], a) * factor;
+    });
+  } else if (relu) {
     norm_detail::normalize_range<true>(x, y, n, a);
   } else {
     norm_detail::normalize_range<false>(x, y, n, a);
@@ -165,33 +186,35 @@ void normalize_range(const T* x, T* y, int64_t n, const ChannelAffine<T>& a, boo
 }
 
 /// Gradient sums of one range: sum(g) and sum(g * x_hat) with
-/// x_hat = (x - xhat.center) * xhat.scale + xhat.shift, g = dy, or dy where relu_output > 0 if
-/// relu_output is not null. One pass over x, dy (and relu_output).
+/// x_hat = (x - xhat.center) * xhat.scale + xhat.shift and g as FusedOutput says (its output
+/// pointer already offset to this range). One pass over x, dy (and the saved output).
 template <typename T>
-GradSums range_grad_sums(const T* x, const T* relu_output, const T* dy, int64_t n,
+GradSums range_grad_sums(const T* x, const FusedOutput<T>& fused, const T* dy, int64_t n,
                          const ChannelAffine<T>& xhat) {
-  return relu_output != nullptr
-             ? norm_detail::range_grad_sums<true>(x, relu_output, dy, n, xhat)
-             : norm_detail::range_grad_sums<false>(x, relu_output, dy, n, xhat);
+  return fused.output != nullptr
+             ? norm_detail::range_grad_sums<true>(x, fused.output, fused.grad_scale, dy, n, xhat)
+             : norm_detail::range_grad_sums<false>(x, fused.output, fused.grad_scale, dy, n, xhat);
 }
 
 /// dx (+)= k.dy_scale * g + k.x_scale * (x - k.center) + k.shift, g as in range_grad_sums.
-/// One pass over x, dy (, relu_output, dx).
+/// One pass over x, dy (, the saved output, dx).
 template <typename T>
-void input_grad_range(const T* x, const T* relu_output, const T* dy, T* dx, int64_t n,
+void input_grad_range(const T* x, const FusedOutput<T>& fused, const T* dy, T* dx, int64_t n,
                       const InputGradAffine<T>& k, bool accumulate) {
   using norm_detail::input_grad_range;
-  if (relu_output != nullptr) {
+  const T* y = fused.output;
+  const T s = fused.grad_scale;
+  if (y != nullptr) {
     if (accumulate) {
-      input_grad_range<true, true>(x, relu_output, dy, dx, n, k);
+      input_grad_range<true, true>(x, y, s, dy, dx, n, k);
     } else {
-      input_grad_range<true, false>(x, relu_output, dy, dx, n, k);
+      input_grad_range<true, false>(x, y, s, dy, dx, n, k);
     }
   } else {
     if (accumulate) {
-      input_grad_range<false, true>(x, relu_output, dy, dx, n, k);
+      input_grad_range<false, true>(x, y, s, dy, dx, n, k);
     } else {
-      input_grad_range<false, false>(x, relu_output, dy, dx, n, k);
+      input_grad_range<false, false>(x, y, s, dy, dx, n, k);
     }
   }
 }
