@@ -22,7 +22,8 @@
 
 namespace normlab::fuzz {
 
-/// Input: byte 0 = options (bits 0-1: records_per_file 0/1/2/10000; bits 2-7: seed), byte 1 =
+/// Input: byte 0 = options (bits 0-1: records_per_file 0/1/2/10000; bit 2: cut the batch file
+/// down to whole records, so that most inputs reach the loader; bits 3-7: seed), byte 1 =
 /// limit + 1 (0 = all), byte 2 = length L of batches.meta.txt, L bytes of it, the rest is
 /// test_batch.bin. Loads the test split from those two files and, when that succeeds, runs a
 /// training epoch (every augmentation, RandAugment always) and an evaluation pass over it.
@@ -38,9 +39,12 @@ inline int cifar10_reader(const uint8_t* data, size_t size) {
   }();
   std::ofstream(dir / "batches.meta.txt", std::ios::binary)
       .write(reinterpret_cast<const char*>(data + 3), static_cast<std::streamsize>(meta_length));
+  size_t batch_length = size - 3 - meta_length;
+  if ((flags & 4) && batch_length >= data::kCifarRecordBytes)
+    batch_length -= batch_length % data::kCifarRecordBytes;
   std::ofstream(dir / "test_batch.bin", std::ios::binary)
       .write(reinterpret_cast<const char*>(data + 3 + meta_length),
-             static_cast<std::streamsize>(size - 3 - meta_length));
+             static_cast<std::streamsize>(batch_length));
   data::Cifar10Options options;
   const int64_t records_per_file[4] = {0, 1, 2, data::kCifarRecordsPerFile};
   options.records_per_file = records_per_file[flags & 3];
@@ -54,7 +58,7 @@ inline int cifar10_reader(const uint8_t* data, size_t size) {
     data::LoaderOptions train;
     train.batch_size = 3;
     train.prefetch = false;
-    train.seed = flags >> 2;
+    train.seed = flags >> 3;
     train.augmentation.randaugment_probability = 1.0;
     for (const data::LoaderOptions& o : {train, data::LoaderOptions::evaluation(2)}) {
       data::LoaderOptions single = o;
