@@ -205,7 +205,7 @@ TEST_CASE(
   CHECK_FALSE(fs::exists(dir.file("out1/gn.ckpt")));
 }
 
-TEST_CASE("--resume rejects damaged checkpoints and checkpoints of other runs",
+TEST_CASE("resuming rejects damaged checkpoints and checkpoints of other runs",
           "[reliability][cli][resume]") {
   testing::TempDir dir("cli_resume");
   const std::string data = dir.file("data"), out = dir.file("out"), ckpt_path = out + "/gn.ckpt";
