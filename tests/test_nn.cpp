@@ -54,7 +54,7 @@ TEST_CASE("norm modules: gamma=1, beta=0, BatchNorm buffers, named parameters", 
   REQUIRE_THROWS_WITH(nn::GroupNorm<float>(3, 8), Catch::Contains("3 groups do not divide 8"));
 }
 
-TEST_CASE("train/eval propagates to children; dropout is the identity in eval", "[nn]") {
+TEST_CASE("train/eval propagates to children, and dropout is the identity in eval", "[nn]") {
   auto inner = std::make_shared<nn::Sequential<float>>();
   inner->emplace<nn::Dropout<float>>(0.5);
   nn::Sequential<float> outer;

@@ -84,7 +84,7 @@ TEST_CASE("SGD follows hand-computed sequences", "[sgd]") {
   }
 }
 
-TEST_CASE("SGD skips parameters without a gradient; zero_grad clears gradients", "[sgd]") {
+TEST_CASE("SGD skips parameters without a gradient, and zero_grad clears gradients", "[sgd]") {
   TensorD a = TensorD::from_data({2}, {1.0, 2.0}), b = TensorD::from_data({1}, {1.0});
   Sgd<double> sgd({a, b}, SgdOptions{0.1, 0.9});
   a.set_grad(TensorD::from_data({2}, {0.5, 0.5}));
