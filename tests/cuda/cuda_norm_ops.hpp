@@ -14,6 +14,7 @@
 #include "normlab/cuda/allocator.hpp"
 #include "normlab/cuda/batch_norm.cuh"
 #include "normlab/cuda/group_norm.cuh"
+#include "normlab/cuda/layer_norm.cuh"
 
 namespace normlab::testing {
 

@@ -36,12 +36,50 @@ size_t group_norm_backward_workspace_bytes(int64_t N, int64_t C, int64_t HW, int
 }
 
 namespace norm_detail {
+
 inline void check_groups(const char* op, int64_t N, int64_t C, int64_t HW, int64_t G,
                          const NormLaunchConfig& config) {
   check_planes(op, N, C, HW, config);
   NORMLAB_CHECK(G >= 1 && C % G == 0, op, ": the ", C, " channels do not split into ", G,
                 " groups");
 }
+
+/// group_norm_forward with errors naming `op` (also cuda::layer_norm_forward).
+template <typename T>
+void group_norm_forward(const char* op, const T* x, const T* gamma, const T* beta, T* y,
+                        double* mean, double* rstd, int64_t N, int64_t C, int64_t HW, int64_t G,
+                        double eps, bool fuse_relu, void* workspace, cudaStream_t stream,
+                        const NormLaunchConfig& config) {
+  check_groups(op, N, C, HW, G, config);
+  check_eps(op, eps);
+  for (const auto& [p, name] : {std::pair<const void*, const char*>{x, "x"},
+                                {y, "y"},
+                                {mean, "mean"},
+                                {rstd, "rstd"},
+                                {workspace, "workspace"}})
+    check_pointer(op, p, name);
+  norm_forward<T>(make_layout(N, C, HW, G, config), x, gamma, beta, nullptr, nullptr, y, mean, rstd,
+                  true, 0.0, eps, fuse_relu, workspace, stream);
+}
+
+/// group_norm_backward with errors naming `op` (also cuda::layer_norm_backward).
+template <typename T>
+void group_norm_backward(const char* op, const T* x, const T* relu_output, const T* dy,
+                         const T* gamma, const double* mean, const double* rstd, GradientOut<T> dx,
+                         GradientOut<T> dgamma, GradientOut<T> dbeta, int64_t N, int64_t C,
+                         int64_t HW, int64_t G, void* workspace, cudaStream_t stream,
+                         const NormLaunchConfig& config) {
+  check_groups(op, N, C, HW, G, config);
+  for (const auto& [p, name] : {std::pair<const void*, const char*>{x, "x"},
+                                {dy, "dy"},
+                                {mean, "mean"},
+                                {rstd, "rstd"},
+                                {workspace, "workspace"}})
+    check_pointer(op, p, name);
+  norm_backward(make_layout(N, C, HW, G, config), x, relu_output, dy, gamma, mean, rstd, true, dx,
+                dgamma, dbeta, workspace, stream);
+}
+
 }  // namespace norm_detail
 
 /// All pointers are device memory. Normalises each group (n, g) of C/G channels of x ([N, C, HW])
@@ -54,18 +92,8 @@ void group_norm_forward(const T* x, const T* gamma, const T* beta, T* y, double*
                         int64_t N, int64_t C, int64_t HW, int64_t G, double eps, bool fuse_relu,
                         void* workspace, cudaStream_t stream = nullptr,
                         const NormLaunchConfig& config = {}) {
-  const char* op = "cuda::group_norm_forward";
-  norm_detail::check_groups(op, N, C, HW, G, config);
-  norm_detail::check_eps(op, eps);
-  for (const auto& [p, name] : {std::pair<const void*, const char*>{x, "x"},
-                                {y, "y"},
-                                {mean, "mean"},
-                                {rstd, "rstd"},
-                                {workspace, "workspace"}})
-    norm_detail::check_pointer(op, p, name);
-  norm_detail::norm_forward<T>(norm_detail::make_layout(N, C, HW, G, config), x, gamma, beta,
-                               nullptr, nullptr, y, mean, rstd, true, 0.0, eps, fuse_relu,
-                               workspace, stream);
+  norm_detail::group_norm_forward("cuda::group_norm_forward", x, gamma, beta, y, mean, rstd, N, C,
+                                  HW, G, eps, fuse_relu, workspace, stream, config);
 }
 
 /// Backward of group_norm_forward with the same x, gamma, sizes, saved mean/rstd and config; all
@@ -79,16 +107,8 @@ void group_norm_backward(const T* x, const T* relu_output, const T* dy, const T*
                          GradientOut<T> dgamma, GradientOut<T> dbeta, int64_t N, int64_t C,
                          int64_t HW, int64_t G, void* workspace, cudaStream_t stream = nullptr,
                          const NormLaunchConfig& config = {}) {
-  const char* op = "cuda::group_norm_backward";
-  norm_detail::check_groups(op, N, C, HW, G, config);
-  for (const auto& [p, name] : {std::pair<const void*, const char*>{x, "x"},
-                                {dy, "dy"},
-                                {mean, "mean"},
-                                {rstd, "rstd"},
-                                {workspace, "workspace"}})
-    norm_detail::check_pointer(op, p, name);
-  norm_detail::norm_backward(norm_detail::make_layout(N, C, HW, G, config), x, relu_output, dy,
-                             gamma, mean, rstd, true, dx, dgamma, dbeta, workspace, stream);
+  norm_detail::group_norm_backward("cuda::group_norm_backward", x, relu_output, dy, gamma, mean,
+                                   rstd, dx, dgamma, dbeta, N, C, HW, G, workspace, stream, config);
 }
 
 }  // namespace normlab::cuda

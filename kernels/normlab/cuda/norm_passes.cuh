@@ -75,14 +75,26 @@ struct NormLayout {
   NORMLAB_HOST_DEVICE int64_t chunks_per_plane() const { return (HW + chunk - 1) / chunk; }
   NORMLAB_HOST_DEVICE int64_t work_items() const { return planes() * chunks_per_plane(); }
   NORMLAB_HOST_DEVICE int64_t group_count() const { return groups == 0 ? C : N * groups; }
-  NORMLAB_HOST_DEVICE int64_t planes_per_group() const { return groups == 0 ? N : C / groups; }
+  /// In 32-bit arithmetic (planes() < 2^31, checked by the launchers): no 64-bit division.
   NORMLAB_HOST_DEVICE int64_t group_of_plane(int64_t p) const {
-    const int64_t n = p / C, c = p % C;
-    return groups == 0 ? c : n * groups + c / (C / groups);
+    const uint32_t plane = static_cast<uint32_t>(p), channels = static_cast<uint32_t>(C);
+    const uint32_t n = plane / channels, c = plane - n * channels;
+    return groups == 0 ? c : int64_t(n) * groups + c / (channels / static_cast<uint32_t>(groups));
   }
-  /// The i-th plane (0 <= i < planes_per_group()) of group k.
-  NORMLAB_HOST_DEVICE int64_t plane_in_group(int64_t k, int64_t i) const {
-    return groups == 0 ? i * C + k : (k / groups) * C + (k % groups) * (C / groups) + i;
+
+  /// The planes of one group: the i-th (0 <= i < count) is plane first + i * step, of channel
+  /// first_channel + i * channel_step.
+  struct GroupPlanes {
+    int64_t count, first, step, first_channel, channel_step;
+    NORMLAB_HOST_DEVICE int64_t plane(int64_t i) const { return first + i * step; }
+    NORMLAB_HOST_DEVICE int64_t channel(int64_t i) const {
+      return first_channel + i * channel_step;
+    }
+  };
+  NORMLAB_HOST_DEVICE GroupPlanes planes_of_group(int64_t k) const {
+    if (groups == 0) return {N, k, C, k, 0};
+    const int64_t per_group = C / groups, first_channel = k % groups * per_group;
+    return {per_group, k / groups * C + first_channel, 1, first_channel, 1};
   }
 };
 
@@ -101,6 +113,14 @@ __device__ __forceinline__ GradSums<Acc> shuffle_down(const GradSums<Acc>& s, in
   return r;
 }
 
+template <typename Acc>
+__device__ __forceinline__ GradSums<Acc> shuffle(const GradSums<Acc>& s, int source_lane) {
+  GradSums<Acc> r;
+  r.g = shuffle(s.g, source_lane);
+  r.g_xhat = shuffle(s.g_xhat, source_lane);
+  return r;
+}
+
 struct GradSumsAdd {
   template <typename Acc>
   __device__ __forceinline__ GradSums<Acc> operator()(const GradSums<Acc>& a,
@@ -111,11 +131,16 @@ struct GradSumsAdd {
 
 namespace norm_kernels {
 
-constexpr int kPlaneBlock = 256;  // 8 warps, one work item each
+// Block sizes, and the minimum resident blocks per SM given to __launch_bounds__: stated
+// explicitly, because without it ptxas for sm_90 aims at a higher occupancy and spills registers
+// (the CTest check cuda:nvcc_kernels_sm80_sm90 fails on any spill or stack frame).
+constexpr int kPlaneBlock = 256;    // 8 warps, one work item each
+constexpr int kPlaneMinBlocks = 2;  // so at most 128 registers per thread
 constexpr int kWarpsPerPlaneBlock = kPlaneBlock / kWarpSize;
 constexpr int kGroupBlock = 128;  // one group per block
 
-/// The work item of this warp: plane, first element within the plane, length.
+/// The work item of this warp: plane, first element within the plane, length. The grid is
+/// (planes / 8 blocks of 8 warps, chunks per plane): no division.
 struct WorkItem {
   int64_t index;
   int64_t plane;
@@ -125,10 +150,9 @@ struct WorkItem {
 
 __device__ __forceinline__ WorkItem warp_work_item(const NormLayout& layout) {
   WorkItem item;
-  item.index = (int64_t(blockIdx.x) * kPlaneBlock + threadIdx.x) / kWarpSize;
-  const int64_t chunks = layout.chunks_per_plane();
-  item.plane = item.index / chunks;
-  item.begin = item.index % chunks * layout.chunk;
+  item.plane = (int64_t(blockIdx.x) * kPlaneBlock + threadIdx.x) / kWarpSize;
+  item.index = item.plane * gridDim.y + blockIdx.y;
+  item.begin = int64_t(blockIdx.y) * layout.chunk;
   item.length = layout.HW - item.begin < layout.chunk ? layout.HW - item.begin : layout.chunk;
   return item;
 }
@@ -149,14 +173,14 @@ __device__ __forceinline__ Vec<T, K> masked_grad(const T* dy, const T* y, int64_
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kPlaneBlock)
+__global__ void __launch_bounds__(kPlaneBlock, kPlaneMinBlocks)
     norm_plane_moments(const T* __restrict__ x, NormLayout layout,
                        WelfordState<AccumulateType<T>>* __restrict__ partials) {
   using Acc = AccumulateType<T>;
   const WorkItem item = warp_work_item(layout);
-  if (item.index >= layout.work_items()) return;  // whole warps leave together
+  if (item.plane >= layout.planes()) return;  // whole warps leave together
   const T* xs = x + item.plane * layout.HW + item.begin;
-  const int64_t first_plane = layout.plane_in_group(layout.group_of_plane(item.plane), 0);
+  const int64_t first_plane = layout.planes_of_group(layout.group_of_plane(item.plane)).first;
   const Acc shift = static_cast<Acc>(x[first_plane * layout.HW]);
   WelfordState<Acc> state;
   for_each_packed<T>(packed_split(item.length, xs), item.length, lane_id(), kWarpSize,
@@ -172,7 +196,7 @@ __global__ void __launch_bounds__(kPlaneBlock)
 
 /// partials == nullptr: the statistics are running_mean/running_var (BatchNorm in evaluation).
 template <typename T>
-__global__ void __launch_bounds__(kGroupBlock)
+__global__ void __launch_bounds__(kGroupBlock, 1)
     norm_finalize_statistics(const T* __restrict__ x, NormLayout layout,
                              const WelfordState<AccumulateType<T>>* __restrict__ partials,
                              const T* __restrict__ gamma, const T* __restrict__ beta,
@@ -180,13 +204,14 @@ __global__ void __launch_bounds__(kGroupBlock)
                              double momentum, double eps, double* __restrict__ mean,
                              double* __restrict__ rstd, ChannelAffine<T>* __restrict__ affine) {
   const int64_t k = blockIdx.x;
+  const NormLayout::GroupPlanes group = layout.planes_of_group(k);
   __shared__ double statistics[2];  // mean, rstd
   if (partials != nullptr) {
     const int64_t chunks = layout.chunks_per_plane();
-    const int64_t items = layout.planes_per_group() * chunks;
     WelfordState<double> state;
-    for (int64_t i = threadIdx.x; i < items; i += kGroupBlock) {
-      const auto& p = partials[layout.plane_in_group(k, i / chunks) * chunks + i % chunks];
+    for (int64_t i = threadIdx.x; i < group.count * chunks; i += kGroupBlock) {
+      const int64_t q = i / chunks;
+      const auto& p = partials[group.plane(q) * chunks + (i - q * chunks)];
       WelfordState<double> item;
       item.count = p.count;
       item.mean = p.mean;
@@ -195,7 +220,7 @@ __global__ void __launch_bounds__(kGroupBlock)
     }
     state = block_all_reduce<kGroupBlock>(state, WelfordMerge{});
     if (threadIdx.x == 0) {
-      const double shift = static_cast<double>(x[layout.plane_in_group(k, 0) * layout.HW]);
+      const double shift = static_cast<double>(x[group.first * layout.HW]);
       statistics[0] = shift + state.mean;
       statistics[1] = inverse_std(welford_variance(state), eps);
       if (running_mean != nullptr) {
@@ -215,20 +240,20 @@ __global__ void __launch_bounds__(kGroupBlock)
     mean[k] = group_mean;
     rstd[k] = group_rstd;
   }
-  for (int64_t i = threadIdx.x; i < layout.planes_per_group(); i += kGroupBlock) {
-    const int64_t plane = layout.plane_in_group(k, i), c = plane % layout.C;
-    affine[plane] = channel_affine<T>(group_mean, group_rstd,
-                                      gamma != nullptr ? static_cast<double>(gamma[c]) : 1.0,
-                                      beta != nullptr ? static_cast<double>(beta[c]) : 0.0);
+  for (int64_t i = threadIdx.x; i < group.count; i += kGroupBlock) {
+    const int64_t c = group.channel(i);
+    affine[group.plane(i)] = channel_affine<T>(
+        group_mean, group_rstd, gamma != nullptr ? static_cast<double>(gamma[c]) : 1.0,
+        beta != nullptr ? static_cast<double>(beta[c]) : 0.0);
   }
 }
 
 template <typename T, bool kRelu>
-__global__ void __launch_bounds__(kPlaneBlock)
+__global__ void __launch_bounds__(kPlaneBlock, kPlaneMinBlocks)
     norm_normalize(const T* __restrict__ x, NormLayout layout,
                    const ChannelAffine<T>* __restrict__ affine, T* __restrict__ y) {
   const WorkItem item = warp_work_item(layout);
-  if (item.index >= layout.work_items()) return;
+  if (item.plane >= layout.planes()) return;
   const int64_t offset = item.plane * layout.HW + item.begin;
   const T* xs = x + offset;
   T* ys = y + offset;
@@ -245,14 +270,14 @@ __global__ void __launch_bounds__(kPlaneBlock)
 
 /// y: the forward's output when a ReLU was fused (kRelu), else unused.
 template <typename T, bool kRelu>
-__global__ void __launch_bounds__(kPlaneBlock)
+__global__ void __launch_bounds__(kPlaneBlock, kPlaneMinBlocks)
     norm_plane_grad_sums(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy,
                          NormLayout layout, const double* __restrict__ mean,
                          const double* __restrict__ rstd,
                          GradSums<AccumulateType<T>>* __restrict__ partials) {
   using Acc = AccumulateType<T>;
   const WorkItem item = warp_work_item(layout);
-  if (item.index >= layout.work_items()) return;
+  if (item.plane >= layout.planes()) return;
   const int64_t offset = item.plane * layout.HW + item.begin;
   const T *xs = x + offset, *dys = dy + offset, *ys = kRelu ? y + offset : nullptr;
   const int64_t k = layout.group_of_plane(item.plane);
@@ -275,28 +300,28 @@ __global__ void __launch_bounds__(kPlaneBlock)
 
 /// partials == nullptr: the statistics were constants (BatchNorm in evaluation), b = c = 0.
 template <typename T>
-__global__ void __launch_bounds__(kGroupBlock)
+__global__ void __launch_bounds__(kGroupBlock, 1)
     norm_finalize_input_grad(NormLayout layout,
                              const GradSums<AccumulateType<T>>* __restrict__ partials,
                              const T* __restrict__ gamma, const double* __restrict__ mean,
                              const double* __restrict__ rstd,
                              InputGradAffine<T>* __restrict__ coefficients) {
   const int64_t k = blockIdx.x;
+  const NormLayout::GroupPlanes group = layout.planes_of_group(k);
   __shared__ double bc[2];  // the group's coefficients b, c
   if (partials != nullptr) {
     const int64_t chunks = layout.chunks_per_plane();
-    const int64_t items = layout.planes_per_group() * chunks;
     GradSums<double> sums;  // sum(gamma_c * g), sum(gamma_c * g * x_hat)
-    for (int64_t i = threadIdx.x; i < items; i += kGroupBlock) {
-      const int64_t plane = layout.plane_in_group(k, i / chunks);
-      const double gamma_c = gamma != nullptr ? static_cast<double>(gamma[plane % layout.C]) : 1.0;
-      const auto& p = partials[plane * chunks + i % chunks];
+    for (int64_t i = threadIdx.x; i < group.count * chunks; i += kGroupBlock) {
+      const int64_t q = i / chunks;
+      const double gamma_c = gamma != nullptr ? static_cast<double>(gamma[group.channel(q)]) : 1.0;
+      const auto& p = partials[group.plane(q) * chunks + (i - q * chunks)];
       sums.g += gamma_c * static_cast<double>(p.g);
       sums.g_xhat += gamma_c * static_cast<double>(p.g_xhat);
     }
     sums = block_all_reduce<kGroupBlock>(sums, GradSumsAdd{});
     if (threadIdx.x == 0) {
-      const double count = static_cast<double>(layout.planes_per_group() * layout.HW);
+      const double count = static_cast<double>(group.count * layout.HW);
       const NormBackwardCoefficients<double> b_c =
           norm_backward_coefficients(sums.g, sums.g_xhat, rstd[k], count);
       bc[0] = b_c.b;
@@ -310,20 +335,19 @@ __global__ void __launch_bounds__(kGroupBlock)
   NormBackwardCoefficients<double> b_c;
   b_c.b = bc[0];
   b_c.c = bc[1];
-  for (int64_t i = threadIdx.x; i < layout.planes_per_group(); i += kGroupBlock) {
-    const int64_t plane = layout.plane_in_group(k, i);
-    const double gamma_c = gamma != nullptr ? static_cast<double>(gamma[plane % layout.C]) : 1.0;
-    coefficients[plane] = input_grad_affine<T>(mean[k], rstd[k], gamma_c, b_c);
+  for (int64_t i = threadIdx.x; i < group.count; i += kGroupBlock) {
+    const double gamma_c = gamma != nullptr ? static_cast<double>(gamma[group.channel(i)]) : 1.0;
+    coefficients[group.plane(i)] = input_grad_affine<T>(mean[k], rstd[k], gamma_c, b_c);
   }
 }
 
 template <typename T, bool kRelu, bool kAccumulate>
-__global__ void __launch_bounds__(kPlaneBlock)
+__global__ void __launch_bounds__(kPlaneBlock, kPlaneMinBlocks)
     norm_input_grad(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ dy,
                     NormLayout layout, const InputGradAffine<T>* __restrict__ coefficients,
                     T* __restrict__ dx) {
   const WorkItem item = warp_work_item(layout);
-  if (item.index >= layout.work_items()) return;
+  if (item.plane >= layout.planes()) return;
   const int64_t offset = item.plane * layout.HW + item.begin;
   const T *xs = x + offset, *dys = dy + offset, *ys = kRelu ? y + offset : nullptr;
   T* dxs = dx + offset;
@@ -344,7 +368,7 @@ __global__ void __launch_bounds__(kPlaneBlock)
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kPlaneBlock)
+__global__ void __launch_bounds__(kPlaneBlock, kPlaneMinBlocks)
     norm_param_grads(NormLayout layout, const GradSums<AccumulateType<T>>* __restrict__ partials,
                      GradientOut<T> dgamma, GradientOut<T> dbeta) {
   const int64_t c = (int64_t(blockIdx.x) * kPlaneBlock + threadIdx.x) / kWarpSize;
@@ -381,6 +405,11 @@ inline unsigned grid_for_warps(int64_t warps) {
                                norm_kernels::kWarpsPerPlaneBlock);
 }
 
+/// The grid of the warp-per-work-item kernels (see warp_work_item).
+inline dim3 work_item_grid(const NormLayout& layout) {
+  return dim3(grid_for_warps(layout.planes()), static_cast<unsigned>(layout.chunks_per_plane()));
+}
+
 /// Calls f(std::true_type{}) or f(std::false_type{}): a runtime flag as a template argument.
 template <typename F>
 void with_flag(bool flag, F f) {
@@ -397,6 +426,9 @@ inline void check_planes(const char* op, int64_t N, int64_t C, int64_t HW,
   NORMLAB_CHECK(N >= 1 && C >= 1 && HW >= 1, op, ": sizes N = ", N, ", C = ", C, ", HW = ", HW,
                 " must all be positive");
   NORMLAB_CHECK(config.chunk >= 1, op, ": chunk length must be positive, got ", config.chunk);
+  NORMLAB_CHECK(N * C < (int64_t(1) << 31), op, ": N * C = ", N * C, " planes, at most 2^31 - 1");
+  NORMLAB_CHECK((HW + config.chunk - 1) / config.chunk <= 65535, op, ": HW = ", HW,
+                " needs more than 65535 chunks of ", config.chunk, " elements");
 }
 inline void check_eps(const char* op, double eps) {
   NORMLAB_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
@@ -461,9 +493,9 @@ void norm_forward(const NormLayout& layout, const T* x, const T* gamma, const T*
                   void* workspace, cudaStream_t stream) {
   namespace k = norm_kernels;
   const ForwardWorkspace<T> w = ForwardWorkspace<T>::carve(workspace, layout, batch_statistics);
-  const unsigned item_blocks = grid_for_warps(layout.work_items());
+  const dim3 item_grid = work_item_grid(layout);
   if (batch_statistics) {
-    NORMLAB_CUDA_LAUNCH(item_blocks, k::kPlaneBlock, 0, stream, k::norm_plane_moments<T>)
+    NORMLAB_CUDA_LAUNCH(item_grid, k::kPlaneBlock, 0, stream, k::norm_plane_moments<T>)
     (x, layout, w.moments);
     NORMLAB_CUDA_CHECK(cudaGetLastError());
   }
@@ -473,7 +505,7 @@ void norm_forward(const NormLayout& layout, const T* x, const T* gamma, const T*
    w.affine);
   NORMLAB_CUDA_CHECK(cudaGetLastError());
   with_flag(fuse_relu, [&](auto relu) {
-    NORMLAB_CUDA_LAUNCH(item_blocks, k::kPlaneBlock, 0, stream,
+    NORMLAB_CUDA_LAUNCH(item_grid, k::kPlaneBlock, 0, stream,
                         k::norm_normalize<T, decltype(relu)::value>)
     (x, layout, w.affine, y);
   });
@@ -489,13 +521,13 @@ void norm_backward(const NormLayout& layout, const T* x, const T* relu_output, c
                    cudaStream_t stream) {
   namespace k = norm_kernels;
   const BackwardWorkspace<T> w = BackwardWorkspace<T>::carve(workspace, layout);
-  const unsigned item_blocks = grid_for_warps(layout.work_items());
+  const dim3 item_grid = work_item_grid(layout);
   const bool relu = relu_output != nullptr;
   const bool need_sums =
       dgamma.data != nullptr || dbeta.data != nullptr || (dx.data != nullptr && batch_statistics);
   if (need_sums) {
     with_flag(relu, [&](auto relu_fused) {
-      NORMLAB_CUDA_LAUNCH(item_blocks, k::kPlaneBlock, 0, stream,
+      NORMLAB_CUDA_LAUNCH(item_grid, k::kPlaneBlock, 0, stream,
                           k::norm_plane_grad_sums<T, decltype(relu_fused)::value>)
       (x, relu_output, dy, layout, mean, rstd, w.sums);
     });
@@ -509,7 +541,7 @@ void norm_backward(const NormLayout& layout, const T* x, const T* relu_output, c
     with_flag(relu, [&](auto relu_fused) {
       with_flag(dx.accumulate, [&](auto accumulate) {
         NORMLAB_CUDA_LAUNCH(
-            item_blocks, k::kPlaneBlock, 0, stream,
+            item_grid, k::kPlaneBlock, 0, stream,
             k::norm_input_grad<T, decltype(relu_fused)::value, decltype(accumulate)::value>)
         (x, relu_output, dy, layout, w.coefficients, dx.data);
       });

@@ -66,6 +66,14 @@ __device__ __forceinline__ WelfordState<Acc> shuffle(const WelfordState<Acc>& s,
   return r;
 }
 
+/// Adds (a functor, so that it can be passed to the reductions).
+struct Add {
+  template <typename V>
+  __device__ __forceinline__ V operator()(const V& a, const V& b) const {
+    return a + b;
+  }
+};
+
 /// Merges with Chan's formula (a functor, so that it can be passed to the reductions).
 struct WelfordMerge {
   template <typename Acc>
