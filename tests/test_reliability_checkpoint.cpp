@@ -1,7 +1,8 @@
 // Training state through checkpoints (io/module_state.hpp): an SGD run saved after k steps and
 // continued in a fresh optimizer and model is bit-identical to one never interrupted; Rng states
-// round-trip mid-block; and every kind of bad state (another version, duplicate entries, entries
-// of another model, malformed values, other hyper-parameters) is rejected by name.
+// round-trip mid-block; and every kind of bad state (another version, duplicate entries, shapes
+// too large, entries of another model, malformed values, other hyper-parameters) is rejected by
+// name.
 #include <catch2/catch.hpp>
 #include <cstring>
 
@@ -175,6 +176,20 @@ TEST_CASE("checkpoint reader: other versions and duplicate names are rejected",
   twice[b_at + 4] = 'a';
   REQUIRE_THROWS_WITH(io::Checkpoint::from_bytes(with_version(twice, 1), "dup.ckpt"),
                       Catch::Contains("entry 'a' appears twice"));
+  // Extents whose product overflows (found by fuzzing: with a zero extent the payload is empty,
+  // but Shape::numel still multiplies the others): patch the dims of a [0, 4, 4] entry.
+  io::Checkpoint shaped;
+  shaped.put_tensor("e", Tensor<float>::empty({0, 4, 4}));
+  const std::string shaped_bytes = shaped.to_bytes();
+  const size_t dims_at = shaped_bytes.find(std::string("e\x00\x03\x00\x00\x00", 6)) + 6;
+  for (const std::vector<int64_t>& dims :
+       {std::vector<int64_t>{0, int64_t(1) << 38, int64_t(1) << 30},
+        std::vector<int64_t>{int64_t(1) << 30, int64_t(1) << 34, 1}}) {
+    std::string patched = shaped_bytes;
+    std::memcpy(&patched[dims_at], dims.data(), 3 * sizeof(int64_t));
+    REQUIRE_THROWS_WITH(io::Checkpoint::from_bytes(with_version(patched, 1), "huge.ckpt"),
+                        Catch::Contains("entry 'e' is too large"));
+  }
   // Nothing but a checksum: too short for a header.
   REQUIRE_THROWS_WITH(io::Checkpoint::from_bytes(bytes.substr(0, 20), "short.ckpt"),
                       Catch::Contains("not a normlab checkpoint"));

@@ -11,6 +11,7 @@
 //          tensor: u32 rank | i64 dims[rank] | data;   text: u64 length | bytes
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -186,15 +187,23 @@ class Checkpoint {
       } else {
         const uint32_t rank = r.read<uint32_t>();
         NORMLAB_CHECK(rank <= 8, "checkpoint '", path, "': entry '", name, "' has rank ", rank);
-        payload = e.kind == Kind::F32 ? 4 : 8;
+        // Shape multiplies the extents in order, so their product must stay small even when
+        // one of them is 0 (zeros count as 1 here; found by fuzzing: an entry of shape
+        // [0, 2^38, 2^30] made Shape::numel overflow).
+        uint64_t elements = 1;
+        bool empty = false;
         for (uint32_t d = 0; d < rank; ++d) {
           const int64_t extent = r.read<int64_t>();
           NORMLAB_CHECK(extent >= 0 && extent < (int64_t(1) << 40), "checkpoint '", path, "': entry '", name,
                         "' has extent ", extent);
           e.dims.push_back(extent);
-          payload *= static_cast<uint64_t>(extent);
-          NORMLAB_CHECK(payload < (uint64_t(1) << 40), "checkpoint '", path, "': entry '", name, "' too large");
+          empty = empty || extent == 0;
+          const uint64_t factor = static_cast<uint64_t>(std::max<int64_t>(extent, 1)), limit = uint64_t(1) << 40;
+          NORMLAB_CHECK(factor <= (limit - 1) / elements, "checkpoint '", path, "': entry '", name,
+                        "' is too large (2^40 elements or more)");
+          elements *= factor;  // < 2^40, checked before multiplying so that nothing wraps
         }
+        payload = empty ? 0 : elements * (e.kind == Kind::F32 ? 4 : 8);
       }
       const char* data = r.take(payload);
       e.bytes.assign(data, data + payload);
