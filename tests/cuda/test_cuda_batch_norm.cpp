@@ -108,7 +108,7 @@ void check_cases(const std::vector<NormCase>& cases, Mode mode) {
 
 }  // namespace
 
-TEST_CASE("cuda batch_norm training matches the oracle on awkward shapes and data",
+TEST_CASE("batch_norm training matches the oracle on awkward shapes and data",
           "[cuda][batch_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   std::vector<NormCase> cases;
@@ -120,7 +120,7 @@ TEST_CASE("cuda batch_norm training matches the oracle on awkward shapes and dat
   check_cases(cases, Mode::Training);
 }
 
-TEST_CASE("cuda batch_norm training matches the oracle at a CIFAR-like shape",
+TEST_CASE("batch_norm training matches the oracle at a CIFAR-like shape",
           "[cuda][batch_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   check_cases({{{4, 16, 32, 32}, true, true, NormData::Normal},
@@ -128,7 +128,7 @@ TEST_CASE("cuda batch_norm training matches the oracle at a CIFAR-like shape",
               Mode::Training);
 }
 
-TEST_CASE("cuda batch_norm eval matches the oracle with and without running statistics",
+TEST_CASE("batch_norm eval matches the oracle with and without running statistics",
           "[cuda][batch_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   std::vector<NormCase> cases;
@@ -141,7 +141,7 @@ TEST_CASE("cuda batch_norm eval matches the oracle with and without running stat
   check_cases(cases, Mode::EvalUntracked);
 }
 
-TEST_CASE("cuda batch_norm updates running statistics as PyTorch over several steps",
+TEST_CASE("batch_norm updates running statistics as PyTorch over several steps",
           "[cuda][batch_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   const oracle::NormShape s{4, 3, 5, 7};
@@ -177,7 +177,7 @@ TEST_CASE("cuda batch_norm updates running statistics as PyTorch over several st
 }
 
 #if defined(NORMLAB_CUDA_EMU)
-TEST_CASE("cuda batch_norm gives bit-identical results under every schedule",
+TEST_CASE("batch_norm gives bit-identical results under every schedule",
           "[cuda][batch_norm]") {
   // Every reduction has a fixed order, so no thread or block order may change a bit.
   const NormCase c{{3, 5, 9, 15}, true, true, NormData::Normal};
@@ -204,7 +204,7 @@ TEST_CASE("cuda batch_norm gives bit-identical results under every schedule",
 }
 #endif
 
-TEST_CASE("cuda batch_norm rejects bad arguments with the op and sizes in the message",
+TEST_CASE("batch_norm rejects bad arguments with the op and sizes in the message",
           "[cuda][batch_norm][errors]") {
   using Catch::Contains;
   const Tensor<float> x = Tensor<float>::zeros({12}).to(Device::cuda());

@@ -14,7 +14,7 @@
 
 using namespace normlab;
 
-TEST_CASE("cuda tensors round-trip through device memory", "[cuda][device]") {
+TEST_CASE("tensors round-trip through device memory", "[cuda][device]") {
   const Tensor<float> host = testing::random_tensor<float>({3, 5, 7}, 1);
   const Tensor<float> device = host.to(Device::cuda());
   CHECK(device.device() == Device::cuda());
@@ -37,7 +37,7 @@ TEST_CASE("cuda tensors round-trip through device memory", "[cuda][device]") {
   CHECK(ones.to(Device::cpu()).to_vector() == std::vector<double>(4, 1.0));
 }
 
-TEST_CASE("cuda storage is recycled by the caching allocator", "[cuda][device]") {
+TEST_CASE("storage is recycled by the caching allocator", "[cuda][device]") {
   CachingAllocator& cache = caching_allocator(DeviceType::CUDA);
   const void* first = nullptr;
   {
@@ -51,7 +51,7 @@ TEST_CASE("cuda storage is recycled by the caching allocator", "[cuda][device]")
   CHECK(cache.cached_bytes() == cached - CachingAllocator::round_up(12000));
 }
 
-TEST_CASE("cuda errors name the call, the file and line, and CUDA's message", "[cuda][device]") {
+TEST_CASE("errors name the call, the file and line, and CUDA's message", "[cuda][device]") {
   using Catch::Contains;
   REQUIRE_THROWS_WITH(NORMLAB_CUDA_CHECK(cudaSetDevice(4096)),
                       Contains("CUDA error at") && Contains("test_cuda_device.cpp:") &&
@@ -64,7 +64,7 @@ TEST_CASE("cuda errors name the call, the file and line, and CUDA's message", "[
   REQUIRE_THROWS_WITH(device.to_vector(), Contains("Tensor::to_vector") && Contains("cuda:0"));
 }
 
-TEST_CASE("cuda devices are counted, and kernels run on a created stream", "[cuda][device]") {
+TEST_CASE("devices are counted, and kernels run on a created stream", "[cuda][device]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   const cuda::DeviceAvailability devices = cuda::device_availability();
   REQUIRE(devices.count >= 1);

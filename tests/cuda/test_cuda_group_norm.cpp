@@ -74,7 +74,7 @@ const cuda::NormLaunchConfig configs[] = {{}, {7}};
 
 }  // namespace
 
-TEST_CASE("cuda group_norm matches the oracle on awkward shapes and data", "[cuda][group_norm]") {
+TEST_CASE("group_norm matches the oracle on awkward shapes and data", "[cuda][group_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (const cuda::NormLaunchConfig& config : configs)
     for (const GroupShape& gs : awkward_shapes)
@@ -87,7 +87,7 @@ TEST_CASE("cuda group_norm matches the oracle on awkward shapes and data", "[cud
           }
 }
 
-TEST_CASE("cuda group_norm matches the oracle at a CIFAR-like shape", "[cuda][group_norm]") {
+TEST_CASE("group_norm matches the oracle at a CIFAR-like shape", "[cuda][group_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   const NormCase c{{4, 32, 16, 16}, true, true, NormData::Normal};
   testing::check_norm_against_oracle(cuda_group_norm_under_test(c, 4, {}), c);
@@ -95,7 +95,7 @@ TEST_CASE("cuda group_norm matches the oracle at a CIFAR-like shape", "[cuda][gr
   testing::check_norm_against_oracle(cuda_group_norm_under_test(offset, 4, {}), offset);
 }
 
-TEST_CASE("cuda group_norm rejects bad arguments with the op and sizes in the message",
+TEST_CASE("group_norm rejects bad arguments with the op and sizes in the message",
           "[cuda][group_norm][errors]") {
   using Catch::Contains;
   const Tensor<float> x = Tensor<float>::zeros({54}).to(Device::cuda());

@@ -118,7 +118,7 @@ std::vector<Path> paths() {
 
 }  // namespace
 
-TEST_CASE("cuda layer_norm (GroupNorm with one group) matches the oracle", "[cuda][layer_norm]") {
+TEST_CASE("layer_norm (GroupNorm with one group) matches the oracle", "[cuda][layer_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (const cuda::NormLaunchConfig& config : {cuda::NormLaunchConfig{}, cuda::NormLaunchConfig{5}})
     for (const oracle::NormShape& s :
@@ -131,7 +131,7 @@ TEST_CASE("cuda layer_norm (GroupNorm with one group) matches the oracle", "[cud
         }
 }
 
-TEST_CASE("cuda last-dimension layer norm matches the oracle with each kernel",
+TEST_CASE("last-dimension layer norm matches the oracle with each kernel",
           "[cuda][layer_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (const Path& path : paths())
@@ -145,7 +145,7 @@ TEST_CASE("cuda last-dimension layer norm matches the oracle with each kernel",
           }
 }
 
-TEST_CASE("cuda last-dimension layer norm works from a misaligned row start",
+TEST_CASE("last-dimension layer norm works from a misaligned row start",
           "[cuda][layer_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   // Rows of 8 starting one float past a 16-byte boundary cannot use packs: the warp kernel
@@ -177,7 +177,7 @@ TEST_CASE("cuda last-dimension layer norm works from a misaligned row start",
   }
 }
 
-TEST_CASE("cuda layer norms reject bad arguments with the op and sizes in the message",
+TEST_CASE("layer norms reject bad arguments with the op and sizes in the message",
           "[cuda][layer_norm][errors]") {
   using Catch::Contains;
   const Tensor<float> x = Tensor<float>::zeros({12}).to(Device::cuda());

@@ -118,7 +118,7 @@ void check_visits(int offset, int n, int other_offset, bool expect_packs) {
 
 }  // namespace
 
-TEST_CASE("cuda warp and block Welford reductions match a two-pass oracle", "[cuda][reduce]") {
+TEST_CASE("warp and block Welford reductions match a two-pass oracle", "[cuda][reduce]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (int n : {1, 5, 64, 300, 1000}) {
     for (auto [offset, scale] : {std::pair{0.5, 2.0}, std::pair{100.0, 0.01}}) {
@@ -130,7 +130,7 @@ TEST_CASE("cuda warp and block Welford reductions match a two-pass oracle", "[cu
   check_welford_totals<128>(std::vector<float>(77, 3.25f));  // constant: M2 exactly 0
 }
 
-TEST_CASE("cuda packed loops visit every element once, packs only on 16-byte boundaries",
+TEST_CASE("packed loops visit every element once, packs only on 16-byte boundaries",
           "[cuda][reduce]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (int n : {0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 64, 130, 131}) {
