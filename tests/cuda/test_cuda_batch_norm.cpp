@@ -5,7 +5,6 @@
 // without affine and fused ReLU, each with the default chunk and with tiny chunks (many work
 // items per plane, chunk starts at every alignment); running statistics over several steps;
 // bit-identical results under every schedule; argument errors.
-#include <cstring>
 #include <vector>
 
 #include "cuda/cuda_norm_ops.hpp"
@@ -120,8 +119,7 @@ TEST_CASE("batch_norm training matches the oracle on awkward shapes and data",
   check_cases(cases, Mode::Training);
 }
 
-TEST_CASE("batch_norm training matches the oracle at a CIFAR-like shape",
-          "[cuda][batch_norm]") {
+TEST_CASE("batch_norm training matches the oracle at a CIFAR-like shape", "[cuda][batch_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   check_cases({{{4, 16, 32, 32}, true, true, NormData::Normal},
                {{4, 16, 32, 32}, false, false, NormData::Offset}},
@@ -177,8 +175,7 @@ TEST_CASE("batch_norm updates running statistics as PyTorch over several steps",
 }
 
 #if defined(NORMLAB_CUDA_EMU)
-TEST_CASE("batch_norm gives bit-identical results under every schedule",
-          "[cuda][batch_norm]") {
+TEST_CASE("batch_norm gives bit-identical results under every schedule", "[cuda][batch_norm]") {
   // Every reduction has a fixed order, so no thread or block order may change a bit.
   const NormCase c{{3, 5, 9, 15}, true, true, NormData::Normal};
   std::vector<float> first_y, first_dx, first_dgamma;

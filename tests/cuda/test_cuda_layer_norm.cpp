@@ -131,8 +131,7 @@ TEST_CASE("layer_norm (GroupNorm with one group) matches the oracle", "[cuda][la
         }
 }
 
-TEST_CASE("last-dimension layer norm matches the oracle with each kernel",
-          "[cuda][layer_norm]") {
+TEST_CASE("last-dimension layer norm matches the oracle with each kernel", "[cuda][layer_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (const Path& path : paths())
     for (int64_t D : path.lengths)
@@ -145,8 +144,7 @@ TEST_CASE("last-dimension layer norm matches the oracle with each kernel",
           }
 }
 
-TEST_CASE("last-dimension layer norm works from a misaligned row start",
-          "[cuda][layer_norm]") {
+TEST_CASE("last-dimension layer norm works from a misaligned row start", "[cuda][layer_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   // Rows of 8 starting one float past a 16-byte boundary cannot use packs: the warp kernel
   // falls back to single elements, the block kernels to scalar heads and tails.
