@@ -3,7 +3,9 @@
 // gradient matches finite differences; misuse is rejected.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <functional>
+#include <limits>
 
 #include "normlab/ops/elementwise.hpp"
 #include "normlab/ops/norm.hpp"
@@ -87,4 +89,15 @@ TEST_CASE("a fused dropout needs the fused ReLU and a probability below 1", "[no
   REQUIRE_THROWS_WITH(ops::batch_norm2d(x, c4, c4, Tensor<float>(), Tensor<float>(), true, 0.1, 1e-5, true,
                                         {1.0, &rng}),
                       Catch::Contains("batch_norm2d") && Catch::Contains("[0, 1)"));
+}
+
+TEST_CASE("a NaN input stays visible through the fused norm + ReLU and through relu", "[norm][relu]") {
+  Tensor<float> x = testing::random_tensor<float>({2, 4, 3, 3}, 12);
+  x.data()[5] = std::numeric_limits<float>::quiet_NaN();  // sample 0, group 0 of 2
+  const Tensor<float> c4 = Tensor<float>::ones({4});
+  const Tensor<float> y = ops::group_norm(x, 2, c4, c4, 1e-5, true);
+  for (int64_t i = 0; i < 18; ++i) CHECK(std::isnan(y.data()[i]));  // the NaN's group
+  for (int64_t i = 18; i < y.numel(); ++i) CHECK(std::isfinite(y.data()[i]));
+  const Tensor<float> r = ops::relu(x);
+  CHECK(std::isnan(r.data()[5]));
 }

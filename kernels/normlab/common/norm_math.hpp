@@ -123,11 +123,12 @@ NORMLAB_HOST_DEVICE ChannelAffine<T> channel_affine(Acc mean, Acc rstd, Acc gamm
           static_cast<T>(beta - (mean - static_cast<Acc>(center)) * scale)};
 }
 
-/// Forward of one element: (x - center) * scale + shift, optionally followed by ReLU.
+/// Forward of one element: (x - center) * scale + shift, optionally followed by ReLU, which
+/// keeps a NaN (as PyTorch's does): max(y, 0) written !(y <= 0) ? y : 0.
 template <bool kRelu, typename T>
 NORMLAB_HOST_DEVICE T normalize_affine(T x, const ChannelAffine<T>& a) {
   const T y = (x - a.center) * a.scale + a.shift;
-  if constexpr (kRelu) return y > T(0) ? y : T(0);
+  if constexpr (kRelu) return !(y <= T(0)) ? y : T(0);
   return y;
 }
 

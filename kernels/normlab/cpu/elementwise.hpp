@@ -14,11 +14,11 @@
 
 namespace normlab::cpu {
 
-/// y = max(x, 0). One pass: read x, write y.
+/// y = max(x, 0), NaN kept (as PyTorch). One pass: read x, write y.
 template <typename T>
 void relu_forward(const T* x, T* y, int64_t n) {
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  for (int64_t i = 0; i < n; ++i) y[i] = !(x[i] <= T(0)) ? x[i] : T(0);
 }
 
 /// dx (+)= dy where y > 0. One pass: read y, dy, (dx), write dx.
