@@ -176,9 +176,10 @@ void train_norm(NormRun& run, normlab::nn::Module<float>& net, normlab::optim::S
                                      : normlab::ops::nll_loss(log_probs, batch->labels);
       const double value = loss.item();
       const std::string step = ", step " + std::to_string(batch->number + 1);
-      if (!std::isfinite(value)) throw diverged(epoch, step, "the training loss is " + std::to_string(value));
+      if (!std::isfinite(value))
+        throw diverged(epoch, step, std::string("the training loss is ") + (std::isnan(value) ? "NaN" : "infinite"));
       normlab::autograd::backward(loss);
-      // A NaN can vanish from the forward pass (ReLU maps it to 0) yet reach the gradients.
+      // A finite loss can still come with non-finite gradients (e.g. an overflow in a backward).
       const std::string bad = first_non_finite_gradient(net);
       if (!bad.empty()) throw diverged(epoch, step, "the gradient of '" + bad + "' is not finite");
       sgd.step();

@@ -184,7 +184,7 @@ TEST_CASE(
   const ProcessResult r = run(tiny_run(data, out), dir, {"--epochs", "3", "--inject-nan", "2:3"});
   expect_failure(
       r, 1,
-      {"training gn diverged at epoch 2, step 3: the gradient of '0.weight' is not finite",
+      {"training gn diverged at epoch 2, step 3: the training loss is NaN",
        "the last good checkpoint (after epoch 1) is kept in " + out + "/gn.ckpt"});
   const io::Checkpoint ckpt = io::Checkpoint::load(out + "/gn.ckpt");
   CHECK(ckpt.text("epochs") == "1");
