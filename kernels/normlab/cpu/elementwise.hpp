@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "normlab/common/dropout.hpp"
 #include "normlab/common/philox.hpp"
 
 #if defined(__AVX512F__)
@@ -53,15 +54,8 @@ void scaled_gradient(const T* dy, T* dx, int64_t n, T scale, bool accumulate) {
   }
 }
 
-/// An inverted-dropout mask over a tensor's elements: element i (its index in the whole tensor)
-/// is kept iff uniform_from_bits(word i % 4 of philox4x32(seed, counter_base + i / 4, 0)) < keep,
-/// and kept elements are scaled by 1 / keep. keep == 1 means no dropout.
-struct DropoutDraw {
-  float keep = 1.0f;
-  uint64_t seed = 0;
-  uint64_t counter_base = 0;
-  bool active() const { return keep < 1.0f; }
-};
+/// The mask of an inverted dropout (normlab/common/dropout.hpp), shared with the CUDA kernels.
+using normlab::DropoutDraw;
 
 namespace detail {
 

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "normlab/common/loss_math.hpp"
+
 namespace normlab::cpu {
 
 namespace detail {
@@ -94,8 +96,6 @@ void nll_loss_backward(const int32_t* targets, T dloss, T* dlog_probs, int64_t N
 template <typename T>
 void cross_entropy_forward(const T* logits, const int32_t* targets, double label_smoothing,
                            T* row_max, T* row_log_sum, T* row_loss, T* loss, int64_t N, int64_t K) {
-  const double on_target = 1.0 - label_smoothing;
-  const double every_class = label_smoothing / static_cast<double>(K);
 #pragma omp parallel for schedule(static) if (N * K >= detail::kLossParallelThreshold)
   for (int64_t n = 0; n < N; ++n) {
     const T* row = logits + n * K;
@@ -106,7 +106,8 @@ void cross_entropy_forward(const T* logits, const int32_t* targets, double label
     for (int64_t k = 0; k < K; ++k)
       sum_log_probs += static_cast<double>((row[k] - s.max) - s.log_sum);
     const double target_log_prob = static_cast<double>((row[targets[n]] - s.max) - s.log_sum);
-    row_loss[n] = static_cast<T>(-on_target * target_log_prob - every_class * sum_log_probs);
+    row_loss[n] =
+        static_cast<T>(cross_entropy_row_loss(target_log_prob, sum_log_probs, label_smoothing, K));
   }
   double sum = 0;
   for (int64_t n = 0; n < N; ++n) sum += static_cast<double>(row_loss[n]);
@@ -119,18 +120,13 @@ template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* targets, double label_smoothing,
                             const T* row_max, const T* row_log_sum, T dloss, T* dlogits, int64_t N,
                             int64_t K, bool accumulate) {
-  // At the target, p - q = expm1(log p) + (1 - q): no cancellation when p is close to 1.
-  const T every_class = static_cast<T>(label_smoothing / static_cast<double>(K));
-  const T one_minus_q_target =
-      static_cast<T>(label_smoothing - label_smoothing / static_cast<double>(K));
+  const SmoothedTargets<T> q = smoothed_targets<T>(label_smoothing, K);
   const T scale = dloss / static_cast<T>(N);
 #pragma omp parallel for schedule(static) if (N * K >= detail::kLossParallelThreshold)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t k = 0; k < K; ++k) {
       const T log_p = (logits[n * K + k] - row_max[n]) - row_log_sum[n];
-      const T g = (k == targets[n] ? std::expm1(log_p) + one_minus_q_target
-                                   : std::exp(log_p) - every_class) *
-                  scale;
+      const T g = cross_entropy_logit_grad(log_p, k == targets[n], q, scale);
       dlogits[n * K + k] = accumulate ? dlogits[n * K + k] + g : g;
     }
   }

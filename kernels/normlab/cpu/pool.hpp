@@ -14,20 +14,14 @@
 
 #include <cstdint>
 
+#include "normlab/common/pool_math.hpp"
+
 namespace normlab::cpu {
 
-/// Output extent of a pooling sweep without padding. Requires: 1 <= kernel <= in, stride >= 1.
-inline int64_t pooled_extent(int64_t in, int64_t kernel, int64_t stride) {
-  return (in - kernel) / stride + 1;
-}
+/// Output extent of a pooling sweep (normlab/common/pool_math.hpp, shared with the CUDA kernels).
+using normlab::pooled_extent;
 
 namespace detail {
-
-/// PyTorch's max-pool rule: a candidate replaces the running maximum when it is larger or NaN.
-template <typename T>
-inline bool takes_max(T candidate, T best) {
-  return candidate > best || candidate != candidate;
-}
 
 template <bool kSaveArgmax, typename T>
 void max_pool2d_2x2_forward(const T* x, T* y, int32_t* argmax, int64_t planes, int64_t H,
@@ -45,15 +39,15 @@ void max_pool2d_2x2_forward(const T* x, T* y, int32_t* argmax, int64_t planes, i
       for (int64_t ow = 0; ow < OW; ++ow) {
         T best = row0[2 * ow];
         int32_t at = 0;
-        if (takes_max(row0[2 * ow + 1], best)) {
+        if (max_pool_takes(row0[2 * ow + 1], best)) {
           best = row0[2 * ow + 1];
           at = 1;
         }
-        if (takes_max(row1[2 * ow], best)) {
+        if (max_pool_takes(row1[2 * ow], best)) {
           best = row1[2 * ow];
           at = w;
         }
-        if (takes_max(row1[2 * ow + 1], best)) {
+        if (max_pool_takes(row1[2 * ow + 1], best)) {
           best = row1[2 * ow + 1];
           at = w + 1;
         }
@@ -80,7 +74,7 @@ void max_pool2d_general_forward(const T* x, T* y, int32_t* argmax, int64_t plane
         for (int64_t kh = 0; kh < kernel; ++kh) {
           for (int64_t kw = 0; kw < kernel; ++kw) {
             const int64_t i = (oh * stride + kh) * W + ow * stride + kw;
-            if (takes_max(plane[i], best)) {
+            if (max_pool_takes(plane[i], best)) {
               best = plane[i];
               at = i;
             }
