@@ -18,18 +18,18 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "cpu_norm_case.hpp"
+#include "norm_cases.hpp"
 #include "normlab/normlab.hpp"
 
 using namespace normlab;
+using bench::kEps;
+using bench::NormCase;
+using bench::NormKind;
+using bench::NormShape;
+using bench::PassTraffic;
 
 namespace {
-
-constexpr double kEps = 1e-5, kMomentum = 0.1;
-
-struct NormShape {
-  int64_t n, c, h, w;
-  int64_t numel() const { return n * c * h * w; }
-};
 
 /// The norm inputs of cifar_resnet, in model order (each appears once or twice in the model),
 /// then [batch, 64, 64, 64]: 64 MiB per tensor at batch 64, far larger than the 32 MiB L3.
@@ -38,89 +38,10 @@ std::vector<NormShape> norm_shapes(int64_t batch) {
           {batch, 16, 8, 8},   {batch, 32, 8, 8},   {batch, 64, 64, 64}};
 }
 
-struct NormKind {
-  const char* name;  // bn, gn, ln
-  int64_t groups;    // 0 for BatchNorm
-};
-
-/// The byte convention: one count of each tensor a pass logically reads or writes (4 bytes per
-/// element); gamma, beta, the statistics and the running statistics are not counted.
-struct PassTraffic {
-  int64_t tensors_moved;    // bytes = tensors_moved * numel * sizeof(float)
-  int64_t tensors_touched;  // distinct tensors: the triad's working set
-};
-PassTraffic traffic(const std::string& pass, bool relu) {
-  const int64_t backward = relu ? 4 : 3;  // read x, dy (, y) + write dx
-  if (pass == "forward") return {2, 2};   // read x + write y
-  if (pass == "backward") return {backward, backward};
-  return {2 + backward, 4};  // forward_backward: x, y, dy, dx
-}
-
-const char* kConvention =
-    "bytes counted (float32): forward = read x + write y; backward = read x, dy (and y when the "
-    "ReLU is fused) + write dx; forward_backward = the sum; gamma, beta and statistics not "
-    "counted. GB/s = bytes / median time, 1 GB = 1e9 bytes. triad = a[i] = b[i] + s*c[i] "
-    "(12 bytes per element) over the pass's working set (the distinct tensors it touches), "
-    "same threads.";
-
-/// One norm at one shape: buffers and the forward / backward kernel calls.
-class NormCase {
- public:
-  NormCase(const NormKind& kind, const NormShape& s, bool relu, Rng& rng)
-      : kind_(kind),
-        s_(s),
-        relu_(relu),
-        x_(Tensor<float>::randn({s.n, s.c, s.h, s.w}, rng)),
-        dy_(Tensor<float>::randn({s.n, s.c, s.h, s.w}, rng)),
-        y_(Tensor<float>::empty({s.n, s.c, s.h, s.w})),
-        dx_(Tensor<float>::empty({s.n, s.c, s.h, s.w})),
-        gamma_(Tensor<float>::randn({s.c}, rng, 1.0f, 0.1f)),
-        beta_(Tensor<float>::randn({s.c}, rng, 0.0f, 0.1f)),
-        dgamma_(Tensor<float>::empty({s.c})),
-        dbeta_(Tensor<float>::empty({s.c})),
-        running_mean_(Tensor<float>::zeros({s.c})),
-        running_var_(Tensor<float>::ones({s.c})),
-        mean_(Tensor<double>::empty({statistics_count()})),
-        rstd_(Tensor<double>::empty({statistics_count()})),
-        workspace_(Tensor<double>::empty({cpu::group_norm_backward_workspace_size(s.n, s.c)})) {}
-
-  void forward() {
-    const int64_t hw = s_.h * s_.w;
-    if (kind_.groups == 0) {
-      cpu::batch_norm_forward(x_.data(), gamma_.data(), beta_.data(), running_mean_.data(),
-                              running_var_.data(), y_.data(), mean_.data(), rstd_.data(), s_.n,
-                              s_.c, hw, true, kMomentum, kEps, relu_);
-    } else {
-      cpu::group_norm_forward(x_.data(), gamma_.data(), beta_.data(), y_.data(), mean_.data(),
-                              rstd_.data(), s_.n, s_.c, hw, kind_.groups, kEps, relu_);
-    }
-  }
-
-  /// Requires: forward() ran (its y, mean and rstd are the backward's inputs).
-  void backward() {
-    const int64_t hw = s_.h * s_.w;
-    const float* relu_output = relu_ ? y_.data() : nullptr;
-    const cpu::GradientOut<float> dx{dx_.data(), false}, dgamma{dgamma_.data(), false},
-        dbeta{dbeta_.data(), false};
-    if (kind_.groups == 0) {
-      cpu::batch_norm_backward(x_.data(), {relu_output}, dy_.data(), gamma_.data(), mean_.data(),
-                               rstd_.data(), dx, dgamma, dbeta, s_.n, s_.c, hw, true);
-    } else {
-      cpu::group_norm_backward(x_.data(), {relu_output}, dy_.data(), gamma_.data(), mean_.data(),
-                               rstd_.data(), dx, dgamma, dbeta, s_.n, s_.c, hw, kind_.groups,
-                               workspace_.data());
-    }
-  }
-
- private:
-  int64_t statistics_count() const { return kind_.groups == 0 ? s_.c : s_.n * kind_.groups; }
-
-  NormKind kind_;
-  NormShape s_;
-  bool relu_;
-  Tensor<float> x_, dy_, y_, dx_, gamma_, beta_, dgamma_, dbeta_, running_mean_, running_var_;
-  Tensor<double> mean_, rstd_, workspace_;
-};
+const std::string kConvention =
+    std::string(bench::kByteConvention) +
+    " triad = a[i] = b[i] + s*c[i] (12 bytes per element) over the pass's working set (the "
+    "distinct tensors it touches), same threads.";
 
 }  // namespace
 
@@ -140,7 +61,7 @@ int main(int argc, char** argv) {
     std::printf(
         "normlab bench_norms: %d threads, %d repeats (+%d warm-up), float32, training "
         "mode, affine, eps %g; gn = GroupNorm(4), ln = GroupNorm(1)\n%s\n",
-        threads, repeats, warmup, kEps, kConvention);
+        threads, repeats, warmup, kEps, kConvention.c_str());
   }
 
   std::map<int64_t, double> triad_by_working_set;  // bytes -> GB/s, measured once each
@@ -174,8 +95,8 @@ int main(int argc, char** argv) {
                                      warmup, repeats)},
         };
         for (const auto& pass : passes) {
-          const PassTraffic t = traffic(pass.name, relu);
-          const int64_t element_bytes = s.numel() * static_cast<int64_t>(sizeof(float));
+          const PassTraffic t = bench::traffic(pass.name, relu);
+          const int64_t element_bytes = s.tensor_bytes();
           const double bytes = static_cast<double>(t.tensors_moved * element_bytes);
           const double gbs = bytes / pass.time.median / 1e9;
           const double triad_gbs = triad(t.tensors_touched * element_bytes);

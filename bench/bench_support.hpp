@@ -1,25 +1,22 @@
 // Shared by the benchmarks: repeated timing with median/min/max, and the two machine ceilings the
 // results are reported against, both measured in the same binary and run: memory bandwidth (a
 // STREAM-like triad at a chosen working-set size, so a tensor that lives in L2 is compared with
-// L2 bandwidth) and fp32 FMA throughput.
+// L2 bandwidth) and fp32 FMA throughput. Timing, its summary and the option parsing are in
+// timing.hpp.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <string>
+#include <utility>
 #include <vector>
 
 #include <omp.h>
 
 #include "normlab/core/tensor.hpp"
+#include "timing.hpp"
 
 namespace normlab::bench {
-
-struct Timing {
-  double median, min, max;  // seconds
-};
 
 /// Ensures: the median/min/max wall time of `repeats` calls of fn after `warmup` calls.
 template <typename F>
@@ -31,10 +28,7 @@ Timing time_repeated(F&& fn, int warmup, int repeats) {
     fn();
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  std::sort(seconds.begin(), seconds.end());
-  const size_t n = seconds.size();
-  const double median = n % 2 ? seconds[n / 2] : 0.5 * (seconds[n / 2 - 1] + seconds[n / 2]);
-  return {median, seconds.front(), seconds.back()};
+  return summarize(std::move(seconds));
 }
 
 /// Triad a[i] = b[i] + s * c[i] over three float arrays totalling `working_set_bytes`, on the
@@ -86,18 +80,6 @@ inline double fma_peak_gflops(int repeats = 9) {
       1, repeats);
   const double flops = 2.0 * chains * lanes * (iterations / lanes / chains * 16) * omp_get_max_threads();
   return flops / t.median / 1e9;
-}
-
-/// Parses "--name value" style integer options; returns `fallback` when absent.
-inline long option_int(int argc, char** argv, const char* name, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::stol(argv[i + 1]);
-  return fallback;
-}
-inline bool option_flag(int argc, char** argv, const char* name) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return true;
-  return false;
 }
 
 }  // namespace normlab::bench
