@@ -13,9 +13,12 @@
 #include "normlab/ops/conv.hpp"
 #include "normlab/ops/elementwise.hpp"
 #include "oracle/conv.hpp"
+#include "support/conv_check.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace normlab;
+using testing::absolute;
+using testing::check_close;
 using testing::TensorD;
 
 namespace {
@@ -29,32 +32,6 @@ struct ConvCase {
 std::vector<double> to_double(const Tensor<float>& t) {
   if (!t.defined()) return {};
   return std::vector<double>(t.data(), t.data() + t.numel());
-}
-
-std::vector<double> absolute(std::vector<double> v) {
-  for (double& e : v) e = std::abs(e);
-  return v;
-}
-
-/// Every element of `got` within the rounding bound of a `terms`-long float sum of the exact
-/// result: |got - exact| <= 8 eps sqrt(terms) * magnitude, magnitude being the sum of the terms'
-/// absolute values (the oracle run on absolute inputs). A missed or misplaced term is far outside.
-void check_close(const std::string& what, const Tensor<float>& got, const std::vector<double>& exact,
-                 const std::vector<double>& magnitude, int64_t terms) {
-  REQUIRE(got.numel() == static_cast<int64_t>(exact.size()));
-  const double scale = 8.0 * std::numeric_limits<float>::epsilon() * std::sqrt(static_cast<double>(terms));
-  int64_t failures = 0;
-  for (size_t i = 0; i < exact.size(); ++i) {
-    const double bound = scale * magnitude[i] + std::numeric_limits<float>::min();
-    if (!(std::abs(got.data()[i] - exact[i]) <= bound)) {
-      if (failures < 5)
-        UNSCOPED_INFO(what << "[" << i << "] = " << got.data()[i] << ", expected " << exact[i]
-                           << " (bound " << bound << ")");
-      ++failures;
-    }
-  }
-  INFO(what << ": " << failures << " of " << exact.size() << " elements outside the bound");
-  CHECK(failures == 0);
 }
 
 /// Runs conv2d forward and backward in float (every input requiring a gradient) and compares
@@ -80,14 +57,14 @@ void check_against_oracle(const ConvCase& c, uint64_t seed) {
   }
 
   const std::vector<double> xd = to_double(x), wd = to_double(w), bd = to_double(b), dyd = to_double(dy);
-  check_close("y", y, oracle::conv2d_forward(xd, wd, bd, s),
+  check_close("y", y.to_vector(), oracle::conv2d_forward(xd, wd, bd, s),
               oracle::conv2d_forward(absolute(xd), absolute(wd), absolute(bd), s),
               s.Cin * s.KH * s.KW + 1);
   const auto exact = oracle::conv2d_backward(xd, wd, dyd, s);
   const auto magnitude = oracle::conv2d_backward(absolute(xd), absolute(wd), absolute(dyd), s);
-  check_close("dx", x.grad(), exact.dx, magnitude.dx, s.Cout * s.KH * s.KW);
-  check_close("dweight", w.grad(), exact.dw, magnitude.dw, s.N * s.OH() * s.OW());
-  if (c.bias) check_close("dbias", b.grad(), exact.db, magnitude.db, s.N * s.OH() * s.OW());
+  check_close("dx", x.grad().to_vector(), exact.dx, magnitude.dx, s.Cout * s.KH * s.KW);
+  check_close("dweight", w.grad().to_vector(), exact.dw, magnitude.dw, s.N * s.OH() * s.OW());
+  if (c.bias) check_close("dbias", b.grad().to_vector(), exact.db, magnitude.db, s.N * s.OH() * s.OW());
 }
 
 /// The conv layers of the CIFAR model (seed-model.md), all with bias, at batch `batch`.
