@@ -5,7 +5,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "cuda_emu/cuda_emu.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 
 #if defined(NORMLAB_CUDA_EMU)
 #include "cuda_emu/catch_schedules.hpp"

@@ -1,6 +1,6 @@
 # Compiles the CUDA kernels with nvcc for the real targets and checks ptxas's report: every
 # kernel must use no local memory (0 bytes stack frame) and spill no register. Run by ctest
-# (cuda:nvcc_kernels_no_spills) as
+# (cuda:nvcc_no_spills:<family>) as
 #   cmake -DNVCC=... -DFLAGS="..." -DSOURCE=... -DOBJECT=... -DREPORT=... -P nvcc_ptxas_check.cmake
 # The report (ptxas -v for every kernel and architecture) is kept at REPORT.
 separate_arguments(flags UNIX_COMMAND "${FLAGS}")

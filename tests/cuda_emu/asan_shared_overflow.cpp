@@ -3,7 +3,7 @@
 // with a heap-buffer-overflow in write_past_dynamic_shared (the ctest checks the report).
 #include <cstdio>
 
-#include "cuda_emu/cuda_emu.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 
 // BUG: a block of 32 threads and 32 floats of dynamic shared memory; thread 31 writes slot 32.
 __global__ void write_past_dynamic_shared(float* out) {

@@ -8,7 +8,7 @@
 // the emulator a plain function), so it needs internal linkage unless it is a template.
 #pragma once
 
-#include "cuda_emu/cuda_emu.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 
 namespace normlab::emu_test {
 namespace {

@@ -6,7 +6,7 @@
 // normlab_cuda_emu), which then provides the runtime API. Host-only code never includes them.
 #pragma once
 
-#include "cuda_emu/cuda_emu.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 #include "normlab/core/error.hpp"
 
 namespace normlab::cuda::detail {

@@ -43,7 +43,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "cuda_emu/cuda_emu.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 #include "normlab/common/norm_math.hpp"
 #include "normlab/core/error.hpp"
 #include "normlab/cuda/error.hpp"

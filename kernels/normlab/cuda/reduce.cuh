@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "cuda_emu/cuda_emu.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 #include "normlab/common/norm_math.hpp"
 
 namespace normlab::cuda {

@@ -3,7 +3,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "cuda_emu/cuda_emu.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 
 // Runs the rest of the enclosing TEST_CASE once per schedule of schedules_to_test() (forward,
 // reverse and random:1, or only the one in NORMLAB_EMU_SCHEDULE), with that schedule set and

@@ -4,8 +4,8 @@
 
 #include <cstddef>
 
-#include "cuda_emu/runtime_api.hpp"
-#include "cuda_emu/scheduler.hpp"
+#include "normlab/cuda_emu/runtime_api.hpp"
+#include "normlab/cuda_emu/scheduler.hpp"
 
 namespace normlab::cuda_emu {
 

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda_emu/error.hpp"
+#include "normlab/cuda_emu/error.hpp"
 
 namespace normlab::cuda_emu {
 

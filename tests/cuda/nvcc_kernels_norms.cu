@@ -1,4 +1,4 @@
-// Compiled by nvcc only (ctest cuda:nvcc_kernels_sm80_sm90): instantiates every CUDA norm
+// Compiled by nvcc only (ctest cuda:nvcc_no_spills:norms): instantiates every CUDA norm
 // launcher, and so every kernel, for float, so that nvcc builds them for the real targets with
 // warnings as errors and ptxas reports registers, spills and stack frames. Never linked.
 #include "normlab/cuda/batch_norm.cuh"

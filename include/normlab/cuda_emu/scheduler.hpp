@@ -26,9 +26,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "cuda_emu/error.hpp"
-#include "cuda_emu/language.hpp"
-#include "cuda_emu/schedule.hpp"
+#include "normlab/cuda_emu/error.hpp"
+#include "normlab/cuda_emu/language.hpp"
+#include "normlab/cuda_emu/schedule.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define NORMLAB_EMU_ASAN 1

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <new>
 
-#include "cuda_emu/scheduler.hpp"
+#include "normlab/cuda_emu/scheduler.hpp"
 
 #if __has_include(<cuda_runtime_api.h>)
 // The CUDA toolkit is on the include path (and its headers, e.g. cuda_fp16.h, may include this

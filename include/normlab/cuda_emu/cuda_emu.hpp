@@ -52,12 +52,12 @@
 
 #else
 
-#include "cuda_emu/device_functions.hpp"
-#include "cuda_emu/error.hpp"
-#include "cuda_emu/language.hpp"
-#include "cuda_emu/launch.hpp"
-#include "cuda_emu/runtime_api.hpp"
-#include "cuda_emu/schedule.hpp"
+#include "normlab/cuda_emu/device_functions.hpp"
+#include "normlab/cuda_emu/error.hpp"
+#include "normlab/cuda_emu/language.hpp"
+#include "normlab/cuda_emu/launch.hpp"
+#include "normlab/cuda_emu/runtime_api.hpp"
+#include "normlab/cuda_emu/schedule.hpp"
 
 #define NORMLAB_CUDA_EMU 1
 

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "cuda_emu/scheduler.hpp"
+#include "normlab/cuda_emu/scheduler.hpp"
 
 namespace normlab::cuda_emu::detail {
 
