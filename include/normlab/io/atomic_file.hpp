@@ -1,9 +1,11 @@
 // Atomic file writes: the bytes go to a temporary file in the destination's directory, which is
 // flushed to disk (fsync) and then renamed over the destination (rename is atomic on POSIX file
-// systems). A reader sees the old file or the new one, never half of one; on any failure the
-// temporary file is removed and the destination is left as it was.
+// systems); then the directory is flushed too, so that the rename itself survives a crash or
+// power loss. A reader sees the old file or the new one, never half of one; on a failure before
+// the rename the temporary file is removed and the destination is left as it was.
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,8 +19,10 @@
 namespace normlab::io {
 
 /// Requires: the directory of `path` exists and is writable.
-/// Ensures: `path` holds exactly the `size` bytes at `data`, or a normlab::Error names `what`,
-/// the path and the system's reason, and no file was created or changed.
+/// Ensures: `path` holds exactly the `size` bytes at `data`, durably, or a normlab::Error names
+/// `what`, the path and the system's reason; then no file was created or changed, except when
+/// only the final directory flush failed (the message says so: the new file is in place but a
+/// crash could still undo the rename).
 inline void write_file_atomic(const std::string& path, const void* data, size_t size,
                               const char* what) {
   static std::atomic<unsigned> counter{0};
@@ -38,6 +42,17 @@ inline void write_file_atomic(const std::string& path, const void* data, size_t 
   if (!written) errno = write_errno;
   if (!written || !closed) fail("writing");
   if (std::rename(temp.c_str(), path.c_str()) != 0) fail("renaming the temporary file");
+
+  const size_t slash = path.find_last_of('/');
+  const std::string directory = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY);
+  const bool synced = fd >= 0 && ::fsync(fd) == 0;
+  const int sync_errno = errno;
+  if (fd >= 0) ::close(fd);
+  if (!synced)
+    throw Error(detail::concat(what, ": wrote ", path, " but could not flush its directory ",
+                               directory, " (", std::strerror(sync_errno),
+                               "): a crash could undo the write"));
 }
 
 inline void write_file_atomic(const std::string& path, const std::string& text, const char* what) {
