@@ -8,7 +8,7 @@
 namespace cuda = normlab::cuda;
 
 void instantiate_norm_launchers(float* f, double* d, void* workspace, cudaStream_t stream) {
-  const cuda::GradientOut<float> grad{f, false};
+  const normlab::GradientOut<float> grad{f, false};
   cuda::batch_norm_forward<float>(f, f, f, f, f, f, d, d, 1, 1, 2, true, 0.1, 1e-5, true, workspace,
                                   stream);
   cuda::batch_norm_backward<float>(f, f, f, f, d, d, grad, grad, grad, 1, 1, 2, true, workspace,
@@ -18,7 +18,7 @@ void instantiate_norm_launchers(float* f, double* d, void* workspace, cudaStream
                                    stream);
   cuda::layer_norm_forward<float>(f, f, f, f, d, d, 1, 1, 1, 1e-5, true, workspace, stream);
   cuda::layer_norm_backward<float>(f, f, f, f, d, d, grad, grad, grad, 1, 1, 1, workspace, stream);
-  cuda::last_dim_layer_norm_forward<float>(f, f, f, f, d, d, 1, 1, 1e-5, stream);
-  cuda::last_dim_layer_norm_backward<float>(f, f, f, d, d, grad, grad, grad, 1, 1, workspace,
+  cuda::last_dim_layer_norm_forward<float>(f, f, f, f, d, d, 1, 1, 1e-5, true, stream);
+  cuda::last_dim_layer_norm_backward<float>(f, f, f, f, d, d, grad, grad, grad, 1, 1, workspace,
                                             stream);
 }

@@ -43,41 +43,28 @@ testing::NormUnderTest cuda_batch_norm_under_test(const NormCase& c, Mode mode,
   const bool fuse_relu = c.fuse_relu;
   testing::CudaNormKernels kernels;
   kernels.statistics_count = s.C;
-  kernels.forward = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                        const Tensor<float>& beta, const Tensor<float>& y,
-                        const Tensor<double>& mean, const Tensor<double>& rstd) {
+  kernels.forward = [=](const testing::DeviceForward& f) {
     // Fresh device copies: each forward starts from the same running statistics.
     const Tensor<float> rm = testing::on_device(running_mean), rv = testing::on_device(running_var);
     const Tensor<double> workspace =
         testing::device_workspace(cuda::batch_norm_forward_workspace_bytes<float>(
             s.N, s.C, s.plane(), batch_statistics, config));
-    cuda::batch_norm_forward(x.data(), testing::data_or_null(gamma), testing::data_or_null(beta),
-                             testing::data_or_null(rm), testing::data_or_null(rv), y.data(),
-                             mean.data(), rstd.data(), s.N, s.C, s.plane(), batch_statistics, 0.1,
-                             1e-5, fuse_relu, workspace.data(), nullptr, config);
+    cuda::batch_norm_forward(f.x.data(), testing::data_or_null(f.gamma),
+                             testing::data_or_null(f.beta), testing::data_or_null(rm),
+                             testing::data_or_null(rv), f.y.data(), f.mean.data(), f.rstd.data(),
+                             s.N, s.C, s.plane(), batch_statistics, 0.1, 1e-5, fuse_relu,
+                             workspace.data(), nullptr, config);
   };
-  kernels.backward = [=](const Tensor<float>& x, const Tensor<float>& relu_output,
-                         const Tensor<float>& dy, const Tensor<float>& gamma,
-                         const Tensor<double>& mean, const Tensor<double>& rstd,
-                         cuda::GradientOut<float> dx, cuda::GradientOut<float> dgamma,
-                         cuda::GradientOut<float> dbeta) {
+  kernels.backward = [=](const testing::DeviceForward& f, const testing::DeviceBackward& b) {
     const Tensor<double> workspace = testing::device_workspace(
         cuda::batch_norm_backward_workspace_bytes<float>(s.N, s.C, s.plane(), config));
-    cuda::batch_norm_backward(x.data(), testing::data_or_null(relu_output), dy.data(),
-                              testing::data_or_null(gamma), mean.data(), rstd.data(), dx, dgamma,
-                              dbeta, s.N, s.C, s.plane(), batch_statistics, workspace.data(),
-                              nullptr, config);
+    cuda::batch_norm_backward(f.x.data(), testing::data_or_null(b.relu_output), b.dy.data(),
+                              testing::data_or_null(f.gamma), f.mean.data(), f.rstd.data(), b.dx,
+                              b.dgamma, b.dbeta, s.N, s.C, s.plane(), batch_statistics,
+                              workspace.data(), nullptr, config);
   };
-  testing::NormUnderTest t;
-  t.grouping = oracle::batch_norm_grouping(s);
-  t.op = [=](const Tensor<float>& x, const Tensor<float>& gamma, const Tensor<float>& beta) {
-    return testing::device_norm_op("cuda batch_norm2d", kernels, fuse_relu, x, gamma, beta);
-  };
-  t.saved_statistics = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                           const Tensor<float>& beta, std::vector<double>& mean,
-                           std::vector<double>& rstd) {
-    testing::device_saved_statistics(kernels, x, gamma, beta, mean, rstd);
-  };
+  testing::NormUnderTest t = testing::device_norm_under_test(
+      "cuda batch_norm2d", kernels, fuse_relu, oracle::batch_norm_grouping(s));
   if (mode == Mode::Eval) {
     t.fixed_mean = testing::to_double(running_mean);
     t.fixed_var = testing::to_double(running_var);
@@ -110,13 +97,7 @@ void check_cases(const std::vector<NormCase>& cases, Mode mode) {
 TEST_CASE("batch_norm training matches the oracle on awkward shapes and data",
           "[cuda][batch_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
-  std::vector<NormCase> cases;
-  for (const auto& s : awkward_shapes)
-    for (bool affine : {true, false})
-      for (bool relu : {false, true})
-        for (NormData data : {NormData::Normal, NormData::Offset, NormData::Constant})
-          cases.push_back({s, affine, relu, data});
-  check_cases(cases, Mode::Training);
+  for (const auto& s : awkward_shapes) check_cases(testing::cases_of_shape(s), Mode::Training);
 }
 
 TEST_CASE("batch_norm training matches the oracle at a CIFAR-like shape", "[cuda][batch_norm]") {
@@ -129,14 +110,13 @@ TEST_CASE("batch_norm training matches the oracle at a CIFAR-like shape", "[cuda
 TEST_CASE("batch_norm eval matches the oracle with and without running statistics",
           "[cuda][batch_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
-  std::vector<NormCase> cases;
-  for (const auto& s : {awkward_shapes[0], awkward_shapes[1], awkward_shapes[4]})
-    for (bool affine : {true, false})
-      for (bool relu : {false, true})
-        for (NormData data : {NormData::Normal, NormData::Offset})
-          cases.push_back({s, affine, relu, data});
-  check_cases(cases, Mode::Eval);
-  check_cases(cases, Mode::EvalUntracked);
+  testing::CaseSettings settings;
+  settings.data = {NormData::Normal, NormData::Offset};
+  for (const auto& s : {awkward_shapes[0], awkward_shapes[1], awkward_shapes[4]}) {
+    const std::vector<NormCase> cases = testing::cases_of_shape(s, settings);
+    check_cases(cases, Mode::Eval);
+    check_cases(cases, Mode::EvalUntracked);
+  }
 }
 
 TEST_CASE("batch_norm updates running statistics as PyTorch over several steps",
@@ -204,40 +184,37 @@ TEST_CASE("batch_norm gives bit-identical results under every schedule", "[cuda]
 TEST_CASE("batch_norm rejects bad arguments with the op and sizes in the message",
           "[cuda][batch_norm][errors]") {
   using Catch::Contains;
-  const Tensor<float> x = Tensor<float>::zeros({12}).to(Device::cuda());
-  const Tensor<double> stats = Tensor<double>::empty({3}, Device::cuda()),
-                       workspace = testing::device_workspace(4096);
-  float* p = x.data();
-  double* d = stats.data();
+  const testing::ErrorTestBuffers buffers(12, 3);
+  float* p = buffers.p;
+  double* d = buffers.d;
+  void* workspace = buffers.workspace;
   REQUIRE_THROWS_WITH(
       cuda::batch_norm_forward<float>(p, nullptr, nullptr, nullptr, nullptr, p, d, d, 0, 3, 4, true,
-                                      0.1, 1e-5, false, workspace.data()),
+                                      0.1, 1e-5, false, workspace),
       Contains("cuda::batch_norm_forward") && Contains("N = 0"));
   REQUIRE_THROWS_WITH(
       cuda::batch_norm_forward<float>(p, nullptr, nullptr, nullptr, nullptr, p, d, d, 1, 3, 1, true,
-                                      0.1, 1e-5, false, workspace.data()),
+                                      0.1, 1e-5, false, workspace),
       Contains("more than 1 value per channel") && Contains("HW = 1"));
   REQUIRE_THROWS_WITH(
       cuda::batch_norm_forward<float>(p, nullptr, nullptr, nullptr, nullptr, p, d, d, 1, 3, 4,
-                                      false, 0.1, 1e-5, false, workspace.data()),
+                                      false, 0.1, 1e-5, false, workspace),
       Contains("running_mean"));
-  REQUIRE_THROWS_WITH(
-      cuda::batch_norm_forward<float>(p, nullptr, nullptr, p, nullptr, p, d, d, 1, 3, 4, true, 0.1,
-                                      1e-5, false, workspace.data()),
-      Contains("both"));
+  REQUIRE_THROWS_WITH(cuda::batch_norm_forward<float>(p, nullptr, nullptr, p, nullptr, p, d, d, 1,
+                                                      3, 4, true, 0.1, 1e-5, false, workspace),
+                      Contains("both"));
   REQUIRE_THROWS_WITH(
       cuda::batch_norm_forward<float>(p, nullptr, nullptr, nullptr, nullptr, p, d, d, 1, 3, 4, true,
-                                      1.5, 1e-5, false, workspace.data()),
+                                      1.5, 1e-5, false, workspace),
       Contains("momentum") && Contains("1.5"));
-  REQUIRE_THROWS_WITH(
-      cuda::batch_norm_forward<float>(p, nullptr, nullptr, nullptr, nullptr, p, d, d, 1, 3, 4, true,
-                                      0.1, 0.0, false, workspace.data()),
-      Contains("eps"));
+  REQUIRE_THROWS_WITH(cuda::batch_norm_forward<float>(p, nullptr, nullptr, nullptr, nullptr, p, d,
+                                                      d, 1, 3, 4, true, 0.1, 0.0, false, workspace),
+                      Contains("eps"));
   REQUIRE_THROWS_WITH(cuda::batch_norm_forward<float>(p, nullptr, nullptr, nullptr, nullptr, p, d,
                                                       d, 1, 3, 4, true, 0.1, 1e-5, false, nullptr),
                       Contains("'workspace'"));
   REQUIRE_THROWS_WITH(
       cuda::batch_norm_backward<float>(p, nullptr, nullptr, nullptr, d, d, {p, false}, {}, {}, 1, 3,
-                                       4, true, workspace.data()),
+                                       4, true, workspace),
       Contains("cuda::batch_norm_backward") && Contains("'dy'"));
 }

@@ -22,37 +22,24 @@ testing::NormUnderTest cuda_group_norm_under_test(const NormCase& c, int64_t G,
   const bool fuse_relu = c.fuse_relu;
   testing::CudaNormKernels kernels;
   kernels.statistics_count = s.N * G;
-  kernels.forward = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                        const Tensor<float>& beta, const Tensor<float>& y,
-                        const Tensor<double>& mean, const Tensor<double>& rstd) {
+  kernels.forward = [=](const testing::DeviceForward& f) {
     const Tensor<double> workspace = testing::device_workspace(
         cuda::group_norm_forward_workspace_bytes<float>(s.N, s.C, s.plane(), G, config));
-    cuda::group_norm_forward(x.data(), testing::data_or_null(gamma), testing::data_or_null(beta),
-                             y.data(), mean.data(), rstd.data(), s.N, s.C, s.plane(), G, 1e-5,
-                             fuse_relu, workspace.data(), nullptr, config);
+    cuda::group_norm_forward(f.x.data(), testing::data_or_null(f.gamma),
+                             testing::data_or_null(f.beta), f.y.data(), f.mean.data(),
+                             f.rstd.data(), s.N, s.C, s.plane(), G, 1e-5, fuse_relu,
+                             workspace.data(), nullptr, config);
   };
-  kernels.backward = [=](const Tensor<float>& x, const Tensor<float>& relu_output,
-                         const Tensor<float>& dy, const Tensor<float>& gamma,
-                         const Tensor<double>& mean, const Tensor<double>& rstd,
-                         cuda::GradientOut<float> dx, cuda::GradientOut<float> dgamma,
-                         cuda::GradientOut<float> dbeta) {
+  kernels.backward = [=](const testing::DeviceForward& f, const testing::DeviceBackward& b) {
     const Tensor<double> workspace = testing::device_workspace(
         cuda::group_norm_backward_workspace_bytes<float>(s.N, s.C, s.plane(), G, config));
-    cuda::group_norm_backward(x.data(), testing::data_or_null(relu_output), dy.data(),
-                              testing::data_or_null(gamma), mean.data(), rstd.data(), dx, dgamma,
-                              dbeta, s.N, s.C, s.plane(), G, workspace.data(), nullptr, config);
+    cuda::group_norm_backward(f.x.data(), testing::data_or_null(b.relu_output), b.dy.data(),
+                              testing::data_or_null(f.gamma), f.mean.data(), f.rstd.data(), b.dx,
+                              b.dgamma, b.dbeta, s.N, s.C, s.plane(), G, workspace.data(), nullptr,
+                              config);
   };
-  testing::NormUnderTest t;
-  t.grouping = oracle::group_norm_grouping(s, G);
-  t.op = [=](const Tensor<float>& x, const Tensor<float>& gamma, const Tensor<float>& beta) {
-    return testing::device_norm_op("cuda group_norm", kernels, fuse_relu, x, gamma, beta);
-  };
-  t.saved_statistics = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                           const Tensor<float>& beta, std::vector<double>& mean,
-                           std::vector<double>& rstd) {
-    testing::device_saved_statistics(kernels, x, gamma, beta, mean, rstd);
-  };
-  return t;
+  return testing::device_norm_under_test("cuda group_norm", kernels, fuse_relu,
+                                         oracle::group_norm_grouping(s, G));
 }
 
 struct GroupShape {
@@ -78,13 +65,10 @@ TEST_CASE("group_norm matches the oracle on awkward shapes and data", "[cuda][gr
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (const cuda::NormLaunchConfig& config : configs)
     for (const GroupShape& gs : awkward_shapes)
-      for (bool affine : {true, false})
-        for (bool relu : {false, true})
-          for (NormData data : {NormData::Normal, NormData::Offset, NormData::Constant}) {
-            const NormCase c{gs.shape, affine, relu, data};
-            INFO("groups " << gs.groups << ", chunk " << config.chunk);
-            testing::check_norm_against_oracle(cuda_group_norm_under_test(c, gs.groups, config), c);
-          }
+      for (const NormCase& c : testing::cases_of_shape(gs.shape)) {
+        INFO("groups " << gs.groups << ", chunk " << config.chunk);
+        testing::check_norm_against_oracle(cuda_group_norm_under_test(c, gs.groups, config), c);
+      }
 }
 
 TEST_CASE("group_norm matches the oracle at a CIFAR-like shape", "[cuda][group_norm]") {
@@ -98,23 +82,21 @@ TEST_CASE("group_norm matches the oracle at a CIFAR-like shape", "[cuda][group_n
 TEST_CASE("group_norm rejects bad arguments with the op and sizes in the message",
           "[cuda][group_norm][errors]") {
   using Catch::Contains;
-  const Tensor<float> x = Tensor<float>::zeros({54}).to(Device::cuda());
-  const Tensor<double> stats = Tensor<double>::empty({8}, Device::cuda()),
-                       workspace = testing::device_workspace(4096);
-  float* p = x.data();
-  double* d = stats.data();
+  const testing::ErrorTestBuffers buffers(54, 8);
+  float* p = buffers.p;
+  double* d = buffers.d;
+  void* workspace = buffers.workspace;
   REQUIRE_THROWS_WITH(
       cuda::group_norm_forward<float>(p, nullptr, nullptr, p, d, d, 2, 6, 3, 4, 1e-5, false,
-                                      workspace.data()),
+                                      workspace),
       Contains("cuda::group_norm_forward") && Contains("6 channels") && Contains("4 groups"));
   REQUIRE_THROWS_WITH(cuda::group_norm_forward<float>(p, nullptr, nullptr, p, d, d, 2, 6, 0, 3,
-                                                      1e-5, false, workspace.data()),
+                                                      1e-5, false, workspace),
                       Contains("HW = 0"));
   REQUIRE_THROWS_WITH(cuda::group_norm_forward<float>(p, nullptr, nullptr, p, d, d, 2, 6, 3, 3,
-                                                      1e-5, false, workspace.data(), nullptr, {0}),
+                                                      1e-5, false, workspace, nullptr, {0}),
                       Contains("chunk"));
-  REQUIRE_THROWS_WITH(
-      cuda::group_norm_backward<float>(p, nullptr, p, nullptr, nullptr, d, {p, false}, {}, {}, 2, 6,
-                                       3, 0, workspace.data()),
-      Contains("cuda::group_norm_backward") && Contains("0 groups"));
+  REQUIRE_THROWS_WITH(cuda::group_norm_backward<float>(p, nullptr, p, nullptr, nullptr, d,
+                                                       {p, false}, {}, {}, 2, 6, 3, 0, workspace),
+                      Contains("cuda::group_norm_backward") && Contains("0 groups"));
 }

@@ -8,8 +8,11 @@
 //    HW = 1 is its CPU reference. Each of the three kernels (warp per row, block per row with the
 //    row in shared memory, uncached) runs on rows of 1 to 1024 elements (packs of 4 and single
 //    elements, partial warps of columns), one or several rows per worker, on normal, offset and
-//    constant data; a misaligned row start falls back to single elements (same results up to the
-//    order of the float sums).
+//    constant data, with and without affine and fused ReLU (the oracle's y through ReLU, its
+//    backward with dy masked by y > 0); a misaligned row start (x, dy, y, dx) falls back to single
+//    elements (same results up to the order of the float sums).
+#include <algorithm>
+#include <array>
 #include <vector>
 
 #include "cuda/cuda_norm_ops.hpp"
@@ -29,73 +32,48 @@ testing::NormUnderTest cuda_layer_norm_under_test(const NormCase& c,
   const bool fuse_relu = c.fuse_relu;
   testing::CudaNormKernels kernels;
   kernels.statistics_count = s.N;
-  kernels.forward = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                        const Tensor<float>& beta, const Tensor<float>& y,
-                        const Tensor<double>& mean, const Tensor<double>& rstd) {
+  kernels.forward = [=](const testing::DeviceForward& f) {
     const Tensor<double> workspace = testing::device_workspace(
         cuda::layer_norm_forward_workspace_bytes<float>(s.N, s.C, s.plane(), config));
-    cuda::layer_norm_forward(x.data(), testing::data_or_null(gamma), testing::data_or_null(beta),
-                             y.data(), mean.data(), rstd.data(), s.N, s.C, s.plane(), 1e-5,
-                             fuse_relu, workspace.data(), nullptr, config);
+    cuda::layer_norm_forward(f.x.data(), testing::data_or_null(f.gamma),
+                             testing::data_or_null(f.beta), f.y.data(), f.mean.data(),
+                             f.rstd.data(), s.N, s.C, s.plane(), 1e-5, fuse_relu, workspace.data(),
+                             nullptr, config);
   };
-  kernels.backward = [=](const Tensor<float>& x, const Tensor<float>& relu_output,
-                         const Tensor<float>& dy, const Tensor<float>& gamma,
-                         const Tensor<double>& mean, const Tensor<double>& rstd,
-                         cuda::GradientOut<float> dx, cuda::GradientOut<float> dgamma,
-                         cuda::GradientOut<float> dbeta) {
+  kernels.backward = [=](const testing::DeviceForward& f, const testing::DeviceBackward& b) {
     const Tensor<double> workspace = testing::device_workspace(
         cuda::layer_norm_backward_workspace_bytes<float>(s.N, s.C, s.plane(), config));
-    cuda::layer_norm_backward(x.data(), testing::data_or_null(relu_output), dy.data(),
-                              testing::data_or_null(gamma), mean.data(), rstd.data(), dx, dgamma,
-                              dbeta, s.N, s.C, s.plane(), workspace.data(), nullptr, config);
+    cuda::layer_norm_backward(f.x.data(), testing::data_or_null(b.relu_output), b.dy.data(),
+                              testing::data_or_null(f.gamma), f.mean.data(), f.rstd.data(), b.dx,
+                              b.dgamma, b.dbeta, s.N, s.C, s.plane(), workspace.data(), nullptr,
+                              config);
   };
-  testing::NormUnderTest t;
-  t.grouping = oracle::group_norm_grouping(s, 1);
-  t.op = [=](const Tensor<float>& x, const Tensor<float>& gamma, const Tensor<float>& beta) {
-    return testing::device_norm_op("cuda layer_norm", kernels, fuse_relu, x, gamma, beta);
-  };
-  t.saved_statistics = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                           const Tensor<float>& beta, std::vector<double>& mean,
-                           std::vector<double>& rstd) {
-    testing::device_saved_statistics(kernels, x, gamma, beta, mean, rstd);
-  };
-  return t;
+  return testing::device_norm_under_test("cuda layer_norm", kernels, fuse_relu,
+                                         oracle::group_norm_grouping(s, 1));
 }
 
 /// The last-dimension LayerNorm of case c, whose shape is [rows, D, 1, 1].
 testing::NormUnderTest cuda_last_dim_under_test(const NormCase& c,
                                                 const cuda::LastDimLayerNormConfig& config) {
   const int64_t rows = c.shape.N, D = c.shape.C;
+  const bool fuse_relu = c.fuse_relu;
   testing::CudaNormKernels kernels;
   kernels.statistics_count = rows;
-  kernels.forward = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                        const Tensor<float>& beta, const Tensor<float>& y,
-                        const Tensor<double>& mean, const Tensor<double>& rstd) {
-    cuda::last_dim_layer_norm_forward(x.data(), testing::data_or_null(gamma),
-                                      testing::data_or_null(beta), y.data(), mean.data(),
-                                      rstd.data(), rows, D, 1e-5, nullptr, config);
+  kernels.forward = [=](const testing::DeviceForward& f) {
+    cuda::last_dim_layer_norm_forward(f.x.data(), testing::data_or_null(f.gamma),
+                                      testing::data_or_null(f.beta), f.y.data(), f.mean.data(),
+                                      f.rstd.data(), rows, D, 1e-5, fuse_relu, nullptr, config);
   };
-  kernels.backward = [=](const Tensor<float>& x, const Tensor<float>&, const Tensor<float>& dy,
-                         const Tensor<float>& gamma, const Tensor<double>& mean,
-                         const Tensor<double>& rstd, cuda::GradientOut<float> dx,
-                         cuda::GradientOut<float> dgamma, cuda::GradientOut<float> dbeta) {
+  kernels.backward = [=](const testing::DeviceForward& f, const testing::DeviceBackward& b) {
     const Tensor<double> workspace = testing::device_workspace(
         cuda::last_dim_layer_norm_backward_workspace_bytes<float>(rows, D, config));
-    cuda::last_dim_layer_norm_backward(x.data(), dy.data(), testing::data_or_null(gamma),
-                                       mean.data(), rstd.data(), dx, dgamma, dbeta, rows, D,
+    cuda::last_dim_layer_norm_backward(f.x.data(), testing::data_or_null(b.relu_output),
+                                       b.dy.data(), testing::data_or_null(f.gamma), f.mean.data(),
+                                       f.rstd.data(), b.dx, b.dgamma, b.dbeta, rows, D,
                                        workspace.data(), nullptr, config);
   };
-  testing::NormUnderTest t;
-  t.grouping = oracle::group_norm_grouping(c.shape, 1);
-  t.op = [=](const Tensor<float>& x, const Tensor<float>& gamma, const Tensor<float>& beta) {
-    return testing::device_norm_op("cuda last_dim_layer_norm", kernels, false, x, gamma, beta);
-  };
-  t.saved_statistics = [=](const Tensor<float>& x, const Tensor<float>& gamma,
-                           const Tensor<float>& beta, std::vector<double>& mean,
-                           std::vector<double>& rstd) {
-    testing::device_saved_statistics(kernels, x, gamma, beta, mean, rstd);
-  };
-  return t;
+  return testing::device_norm_under_test("cuda last_dim_layer_norm", kernels, fuse_relu,
+                                         oracle::group_norm_grouping(c.shape, 1));
 }
 
 struct Path {
@@ -123,79 +101,95 @@ TEST_CASE("layer_norm (GroupNorm with one group) matches the oracle", "[cuda][la
   for (const cuda::NormLaunchConfig& config : {cuda::NormLaunchConfig{}, cuda::NormLaunchConfig{5}})
     for (const oracle::NormShape& s :
          {oracle::NormShape{2, 6, 3, 3}, oracle::NormShape{1, 5, 7, 1}})
-      for (bool relu : {false, true})
-        for (NormData data : {NormData::Normal, NormData::Offset, NormData::Constant}) {
-          const NormCase c{s, true, relu, data};
-          INFO("chunk " << config.chunk);
-          testing::check_norm_against_oracle(cuda_layer_norm_under_test(c, config), c);
-        }
+      for (const NormCase& c : testing::cases_of_shape(s, {{true}})) {
+        INFO("chunk " << config.chunk);
+        testing::check_norm_against_oracle(cuda_layer_norm_under_test(c, config), c);
+      }
 }
 
-TEST_CASE("last-dimension layer norm matches the oracle with each kernel", "[cuda][layer_norm]") {
+TEST_CASE("last-dimension layer norm matches the oracle with each kernel, with and without ReLU",
+          "[cuda][layer_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   for (const Path& path : paths())
     for (int64_t D : path.lengths)
       for (int64_t rows : {1, 5})
-        for (bool affine : {true, false})
-          for (NormData data : {NormData::Normal, NormData::Offset, NormData::Constant}) {
-            const NormCase c{{rows, D, 1, 1}, affine, false, data};
-            INFO(path.name << ": " << rows << " rows of " << D);
-            testing::check_norm_against_oracle(cuda_last_dim_under_test(c, path.config), c);
-          }
+        for (const NormCase& c : testing::cases_of_shape({rows, D, 1, 1})) {
+          INFO(path.name << ": " << rows << " rows of " << D);
+          testing::check_norm_against_oracle(cuda_last_dim_under_test(c, path.config), c);
+        }
 }
 
 TEST_CASE("last-dimension layer norm works from a misaligned row start", "[cuda][layer_norm]") {
   NORMLAB_CUDA_EACH_SCHEDULE();
   // Rows of 8 starting one float past a 16-byte boundary cannot use packs: the warp kernel
-  // falls back to single elements, the block kernels to scalar heads and tails.
-  const int64_t rows = 3, D = 8;
-  const Tensor<float> host = testing::random_tensor<float>({rows * D + 1}, 12);
-  const Tensor<float> shifted = host.to(Device::cuda());
-  const Tensor<float> aligned =
-      Tensor<float>::from_data({rows * D},
-                               std::vector<float>(host.data() + 1, host.data() + 1 + rows * D))
-          .to(Device::cuda());
+  // falls back to single elements, the block kernels to scalar heads and tails. Forward and
+  // backward, with and without the fused ReLU (whose saved y is then misaligned too).
+  const int64_t rows = 3, D = 8, n = rows * D;
+  /// The same n values at a 16-byte boundary (offset 0) and one float past it (offset 1).
+  const auto at_both_offsets = [&](uint64_t seed) {
+    const Tensor<float> host = testing::random_tensor<float>({n + 1}, seed);
+    return std::array<Tensor<float>, 2>{
+        Tensor<float>::from_data({n}, std::vector<float>(host.data() + 1, host.data() + 1 + n))
+            .to(Device::cuda()),
+        host.to(Device::cuda())};
+  };
+  const std::array<Tensor<float>, 2> x = at_both_offsets(12), dy = at_both_offsets(14);
   const Tensor<float> gamma = testing::random_tensor<float>({D}, 13, 1.0, 0.5).to(Device::cuda());
-  for (const Path& path : paths()) {
-    INFO(path.name);
-    auto run = [&](const float* x) {
-      const Tensor<float> y = Tensor<float>::empty({rows * D}, Device::cuda());
-      const Tensor<double> stats = Tensor<double>::empty({2 * rows}, Device::cuda());
-      cuda::last_dim_layer_norm_forward<float>(x, gamma.data(), nullptr, y.data(), stats.data(),
-                                               stats.data() + rows, rows, D, 1e-5, nullptr,
-                                               path.config);
-      return y.to(Device::cpu()).to_vector();
-    };
-    // Another split of the row may change the order of the float sums: equal to the forward's
-    // tolerance, not to the bit.
-    const std::vector<float> expected = run(aligned.data());
-    testing::require_close("y from a misaligned row", run(shifted.data() + 1).data(),
-                           expected.data(), rows * D, 2 * testing::kOutputTolerance,
-                           2 * testing::kOutputTolerance);
-  }
+  for (const Path& path : paths())
+    for (bool relu : {false, true}) {
+      INFO(path.name << (relu ? ", fused ReLU" : ""));
+      // y and dx of the inputs at `offset`, written at that offset too.
+      auto run = [&](int offset) {
+        const Tensor<float> y = Tensor<float>::empty({n + 1}, Device::cuda()),
+                            dx = Tensor<float>::empty({n + 1}, Device::cuda());
+        const Tensor<double> stats = Tensor<double>::empty({2 * rows}, Device::cuda());
+        float *y_at = y.data() + offset, *dx_at = dx.data() + offset;
+        cuda::last_dim_layer_norm_forward<float>(x[offset].data() + offset, gamma.data(), nullptr,
+                                                 y_at, stats.data(), stats.data() + rows, rows, D,
+                                                 1e-5, relu, nullptr, path.config);
+        cuda::last_dim_layer_norm_backward<float>(x[offset].data() + offset, relu ? y_at : nullptr,
+                                                  dy[offset].data() + offset, gamma.data(),
+                                                  stats.data(), stats.data() + rows, {dx_at, false},
+                                                  {}, {}, rows, D, nullptr, nullptr, path.config);
+        const std::vector<float> host_y = y.to(Device::cpu()).to_vector(),
+                                 host_dx = dx.to(Device::cpu()).to_vector();
+        return std::array<std::vector<float>, 2>{
+            std::vector<float>(host_y.begin() + offset, host_y.begin() + offset + n),
+            std::vector<float>(host_dx.begin() + offset, host_dx.begin() + offset + n)};
+      };
+      // Another split of the row may change the order of the float sums: equal to the
+      // tolerances of the oracle checks, not to the bit.
+      const auto expected = run(0), got = run(1);
+      testing::require_close("y from a misaligned row", got[0].data(), expected[0].data(), n,
+                             2 * testing::kOutputTolerance, 2 * testing::kOutputTolerance);
+      testing::require_close("dx from a misaligned row", got[1].data(), expected[1].data(), n,
+                             4 * testing::kGradientTolerance, 4 * testing::kGradientTolerance);
+      if (relu) CHECK(std::count(got[0].begin(), got[0].end(), 0.0f) > 0);
+    }
 }
 
 TEST_CASE("layer norms reject bad arguments with the op and sizes in the message",
           "[cuda][layer_norm][errors]") {
   using Catch::Contains;
-  const Tensor<float> x = Tensor<float>::zeros({12}).to(Device::cuda());
-  const Tensor<double> stats = Tensor<double>::empty({4}, Device::cuda()),
-                       workspace = testing::device_workspace(4096);
-  float* p = x.data();
-  double* d = stats.data();
+  const testing::ErrorTestBuffers buffers(12, 4);
+  float* p = buffers.p;
+  double* d = buffers.d;
   REQUIRE_THROWS_WITH(cuda::layer_norm_forward<float>(p, nullptr, nullptr, p, d, d, 2, 0, 3, 1e-5,
-                                                      false, workspace.data()),
+                                                      false, buffers.workspace),
                       Contains("cuda::layer_norm_forward") && Contains("C = 0"));
   REQUIRE_THROWS_WITH(
-      cuda::last_dim_layer_norm_forward<float>(p, nullptr, nullptr, p, d, d, 0, 4, 1e-5),
+      cuda::last_dim_layer_norm_forward<float>(p, nullptr, nullptr, p, d, d, 0, 4, 1e-5, true),
       Contains("cuda::last_dim_layer_norm_forward") && Contains("rows = 0"));
+  REQUIRE_THROWS_WITH(cuda::last_dim_layer_norm_forward<float>(p, nullptr, nullptr, p, d, d,
+                                                               int64_t(1) << 31, 4, 1e-5, false),
+                      Contains("rows = 2147483648"));
   REQUIRE_THROWS_WITH(
-      cuda::last_dim_layer_norm_forward<float>(p, nullptr, nullptr, p, d, d, 3, 4, -1.0),
+      cuda::last_dim_layer_norm_forward<float>(p, nullptr, nullptr, p, d, d, 3, 4, -1.0, false),
       Contains("eps"));
-  REQUIRE_THROWS_WITH(cuda::last_dim_layer_norm_backward<float>(p, p, nullptr, d, d, {p, false},
+  REQUIRE_THROWS_WITH(cuda::last_dim_layer_norm_backward<float>(p, p, p, nullptr, d, d, {p, false},
                                                                 {p, false}, {}, 3, 4, nullptr),
                       Contains("cuda::last_dim_layer_norm_backward") && Contains("'workspace'"));
-  REQUIRE_THROWS_WITH(cuda::last_dim_layer_norm_backward<float>(p, nullptr, nullptr, d, d, {}, {},
-                                                                {}, 3, 4, nullptr),
+  REQUIRE_THROWS_WITH(cuda::last_dim_layer_norm_backward<float>(p, p, nullptr, nullptr, d, d, {},
+                                                                {}, {}, 3, 4, nullptr),
                       Contains("'dy'"));
 }

@@ -54,7 +54,7 @@ T* data_or_null(const Tensor<T>& t) {
 
 /// Where the backward puts t's gradient: nowhere unless t is defined and requires a gradient.
 template <typename T>
-cpu::GradientOut<T> gradient_out(const Tensor<T>& t) {
+GradientOut<T> gradient_out(const Tensor<T>& t) {
   if (!t.requires_grad()) return {};
   const autograd::GradientSink<T> sink = autograd::gradient_sink(t);
   return {sink.data, sink.accumulate};

@@ -94,12 +94,8 @@ void batch_norm_backward(const T* x, const FusedOutput<T>& fused, const T* dy, c
         sums.g_xhat += s.g_xhat;
       }
     }
-    if (dgamma.data != nullptr) {
-      dgamma.data[c] = static_cast<T>((dgamma.accumulate ? dgamma.data[c] : T(0)) + sums.g_xhat);
-    }
-    if (dbeta.data != nullptr) {
-      dbeta.data[c] = static_cast<T>((dbeta.accumulate ? dbeta.data[c] : T(0)) + sums.g);
-    }
+    dgamma.store(c, sums.g_xhat);
+    dbeta.store(c, sums.g);
     if (dx.data == nullptr) continue;
     const double gamma_c = gamma != nullptr ? static_cast<double>(gamma[c]) : 1.0;
     const NormBackwardCoefficients<double> k =

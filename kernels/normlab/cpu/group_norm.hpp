@@ -104,12 +104,8 @@ void group_norm_backward(const T* x, const FusedOutput<T>& fused, const T* dy, c
           sum_g += plane_sum_g[n * C + c];
           sum_g_xhat += plane_sum_g_xhat[n * C + c];
         }
-        if (dgamma.data != nullptr) {
-          dgamma.data[c] = static_cast<T>((dgamma.accumulate ? dgamma.data[c] : T(0)) + sum_g_xhat);
-        }
-        if (dbeta.data != nullptr) {
-          dbeta.data[c] = static_cast<T>((dbeta.accumulate ? dbeta.data[c] : T(0)) + sum_g);
-        }
+        dgamma.store(c, sum_g_xhat);
+        dbeta.store(c, sum_g);
       }
     }
   }

@@ -27,18 +27,11 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "normlab/common/gradient_out.hpp"
 #include "normlab/common/norm_math.hpp"
 #include "normlab/cpu/elementwise.hpp"
 
 namespace normlab::cpu {
-
-/// Where a backward kernel puts one gradient: nowhere (data == nullptr), written
-/// (accumulate == false) or added to what the buffer holds (accumulate == true).
-template <typename T>
-struct GradientOut {
-  T* data = nullptr;
-  bool accumulate = false;
-};
 
 /// A norm's fused epilogue as its backward sees it: no ReLU (output == nullptr: g = dy), or the
 /// forward's saved output y with g = dy * grad_scale where y > 0 and 0 elsewhere.

@@ -26,9 +26,9 @@
 //   norm_finalize_input_grad  one block per group: sum over the group's items of gamma_c * sums,
 //                             in double -> coefficients b, c of dx = rstd*gamma*g + b*(x-mean) + c
 //                             (zero without batch statistics) folded per plane (InputGradAffine)
-//   norm_input_grad           one warp per work item: dx (+)= dy_scale*g + x_scale*(x-center) +
-//   shift norm_param_grads          one warp per channel: dgamma_c (+)= sum over its planes' items
-//   of
+//   norm_input_grad           one warp per work item: dx (+)= dy_scale * g + x_scale * (x -
+//                             center) + shift
+//   norm_param_grads          one warp per channel: dgamma_c (+)= sum over its planes' items of
 //                             sum(g * x_hat), dbeta_c (+)= sum(g), in double, lane order then tree
 // Passes over global memory: forward reads x twice and writes y once; backward reads x, dy (and y
 // with a fused ReLU) twice and writes dx once; dgamma/dbeta read only the per-item sums.
@@ -43,21 +43,14 @@
 #include <type_traits>
 #include <utility>
 
-#include "normlab/cuda_emu/cuda_emu.hpp"
+#include "normlab/common/gradient_out.hpp"
 #include "normlab/common/norm_math.hpp"
 #include "normlab/core/error.hpp"
 #include "normlab/cuda/error.hpp"
 #include "normlab/cuda/reduce.cuh"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 
 namespace normlab::cuda {
-
-/// Where a backward launcher puts one gradient: nowhere (data == nullptr), written
-/// (accumulate == false) or added to what the device buffer holds (accumulate == true).
-template <typename T>
-struct GradientOut {
-  T* data = nullptr;
-  bool accumulate = false;
-};
 
 /// Tuning of the plane kernels. The results depend on it only through the order of the float
 /// sums; tests make chunks tiny to run many work items per plane on small shapes.
@@ -133,7 +126,7 @@ namespace norm_kernels {
 
 // Block sizes, and the minimum resident blocks per SM given to __launch_bounds__: stated
 // explicitly, because without it ptxas for sm_90 aims at a higher occupancy and spills registers
-// (the CTest check cuda:nvcc_kernels_sm80_sm90 fails on any spill or stack frame).
+// (the CTest checks cuda:nvcc_no_spills:<family> fail on any spill or stack frame).
 constexpr int kPlaneBlock = 256;    // 8 warps, one work item each
 constexpr int kPlaneMinBlocks = 2;  // so at most 128 registers per thread
 constexpr int kWarpsPerPlaneBlock = kPlaneBlock / kWarpSize;
@@ -382,10 +375,8 @@ __global__ void __launch_bounds__(kPlaneBlock, kPlaneMinBlocks)
   }
   sums = warp_reduce(sums, GradSumsAdd{});
   if (lane_id() != 0) return;
-  if (dgamma.data != nullptr)
-    dgamma.data[c] = static_cast<T>((dgamma.accumulate ? dgamma.data[c] : T(0)) + sums.g_xhat);
-  if (dbeta.data != nullptr)
-    dbeta.data[c] = static_cast<T>((dbeta.accumulate ? dbeta.data[c] : T(0)) + sums.g);
+  dgamma.store(c, sums.g_xhat);
+  dbeta.store(c, sums.g);
 }
 
 }  // namespace norm_kernels

@@ -22,8 +22,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "normlab/cuda_emu/cuda_emu.hpp"
 #include "normlab/common/norm_math.hpp"
+#include "normlab/cuda_emu/cuda_emu.hpp"
 
 namespace normlab::cuda {
 
