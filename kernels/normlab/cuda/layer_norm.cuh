@@ -203,7 +203,7 @@ __device__ __forceinline__ void add_param_grads(const Vec<T, K>& v, const Vec<T,
   }
 }
 
-/// The input-gradient form of row r from its all-reduced gradient sums, before the column's
+/// The input-gradient form of a row from its all-reduced gradient sums, before the column's
 /// gamma (dy_scale = rstd; norm_backward_coefficients over the D elements).
 template <typename T, typename Acc>
 __device__ __forceinline__ InputGradAffine<T> row_input_grad(const GradSums<Acc>& sums,
@@ -216,8 +216,8 @@ __device__ __forceinline__ InputGradAffine<T> row_input_grad(const GradSums<Acc>
 }
 
 /// dx[0, K), the K columns [j, j + K) of a row, = (or += if accumulate) the input gradient of
-/// (v, g) with the row's form and gamma_j. (The load for accumulating comes after the sums: with
-/// it first, ptxas for sm_90 gives the warp kernel 243 registers instead of 211.)
+/// (v, g) with the row's form and gamma_j. (The load for accumulating comes after the new
+/// values: with it first, ptxas for sm_90 gives the warp kernel 243 registers instead of 211.)
 template <int K, typename T>
 __device__ __forceinline__ void store_input_grad(const Vec<T, K>& v, const Vec<T, K>& g,
                                                  const T* gamma, int64_t j,
@@ -239,7 +239,7 @@ __device__ __forceinline__ void store_input_grad(const Vec<T, K>& v, const Vec<T
 
 // ---- the kernels ----
 
-/// Warp w normalises rows w, w + workers, ... . y_row = relu(...) if kRelu.
+/// Warp w normalises rows w, w + workers, ... (then the ReLU if kRelu).
 template <typename T, int kPack, int kPacks, bool kRelu>
 __global__ void __launch_bounds__(kRowBlock, 1)
     forward_warp_per_row(const T* __restrict__ x, const T* __restrict__ gamma,
