@@ -87,7 +87,7 @@ int run(const Options& o) {
     }
     NormRun run;
     run.norm = kind;
-    run.recipe = make_recipe(o.recipe, kind, o.lr);
+    run.recipe = make_recipe(o.recipe, kind, o.recipe_overrides);
     auto sgd = make_sgd(run.recipe, *net);
     const std::string ckpt_path = output_path(o, normlab::models::norm_kind_name(kind) + ".ckpt");
     std::printf("== %s: %s\n", norm_label(kind).c_str(), run.recipe.describe().c_str());

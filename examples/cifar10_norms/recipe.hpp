@@ -48,9 +48,16 @@ struct Recipe {
   }
 };
 
-/// Requires: name is "original" or "tuned". Ensures: the recipe for `norm`; lr_override >= 0
-/// replaces the peak learning rate.
-inline Recipe make_recipe(const std::string& name, normlab::models::NormKind norm, double lr_override) {
+/// Flags that replace one setting of a recipe; a negative value keeps the recipe's.
+struct RecipeOverrides {
+  double lr = -1;
+  double weight_decay = -1;
+  double label_smoothing = -1;
+};
+
+/// Requires: name is "original" or "tuned". Ensures: the recipe for `norm`, with every
+/// non-negative field of `overrides` replacing the recipe's setting.
+inline Recipe make_recipe(const std::string& name, normlab::models::NormKind norm, const RecipeOverrides& overrides) {
   Recipe r;
   r.name = name;
   if (name == "tuned") {
@@ -59,7 +66,9 @@ inline Recipe make_recipe(const std::string& name, normlab::models::NormKind nor
     r.weight_decay = 5e-4;
     r.lr = norm == normlab::models::NormKind::Batch ? 0.1 : 0.05;
   }
-  if (lr_override >= 0) r.lr = lr_override;
+  if (overrides.lr >= 0) r.lr = overrides.lr;
+  if (overrides.weight_decay >= 0) r.weight_decay = overrides.weight_decay;
+  if (overrides.label_smoothing >= 0) r.label_smoothing = overrides.label_smoothing;
   return r;
 }
 

@@ -73,6 +73,8 @@ TEST_CASE("bad command lines exit with code 2 and name the flag", "[reliability]
       {{"--lr", "abc"}, "--lr expects a number"},
       {{"--lr", "nan"}, "--lr expects a number"},
       {{"--dropout", "1"}, "--dropout expects a number in [0"},
+      {{"--weight-decay", "-1e-4"}, "--weight-decay expects a number in [0"},
+      {{"--label-smoothing", "1"}, "--label-smoothing expects a number in [0"},
       {{"--groups", "3"}, "--groups must divide 16"},
       {{"--norms", "bn,xx"}, "unknown norm 'xx'"},
       {{"--norms", "gn,gn"}, "lists 'gn' twice"},
