@@ -19,14 +19,8 @@ namespace detail {
 /// Below this many scores a loss kernel runs on the calling thread.
 constexpr int64_t kLossParallelThreshold = int64_t(1) << 15;
 
-/// A row's maximum and log(sum(exp(x - max))): log_softmax(x)_k = (x_k - max) - log_sum.
-template <typename T>
-struct RowLogSumExp {
-  T max;
-  T log_sum;
-};
-
-/// Two passes over the row (max, then the shifted exponential sum in double).
+/// Ensures: the row's max and log-sum (common/loss_math.hpp). Two passes over the row (max, then
+/// the shifted exponential sum in double).
 template <typename T>
 RowLogSumExp<T> row_log_sum_exp(const T* row, int64_t K) {
   T max = row[0];
@@ -44,9 +38,9 @@ template <typename T>
 void log_softmax_forward(const T* x, T* y, int64_t N, int64_t K) {
 #pragma omp parallel for schedule(static) if (N * K >= detail::kLossParallelThreshold)
   for (int64_t n = 0; n < N; ++n) {
-    const detail::RowLogSumExp<T> s = detail::row_log_sum_exp(x + n * K, K);
+    const RowLogSumExp<T> s = detail::row_log_sum_exp(x + n * K, K);
 #pragma omp simd
-    for (int64_t k = 0; k < K; ++k) y[n * K + k] = (x[n * K + k] - s.max) - s.log_sum;
+    for (int64_t k = 0; k < K; ++k) y[n * K + k] = s.log_prob(x[n * K + k]);
   }
 }
 
@@ -60,7 +54,7 @@ void log_softmax_backward(const T* y, const T* dy, T* dx, int64_t N, int64_t K, 
     for (int64_t k = 0; k < K; ++k) sum += static_cast<double>(dy[n * K + k]);
     const T dy_sum = static_cast<T>(sum);
     for (int64_t k = 0; k < K; ++k) {
-      const T g = dy[n * K + k] - std::exp(y[n * K + k]) * dy_sum;
+      const T g = log_softmax_input_grad(dy[n * K + k], y[n * K + k], dy_sum);
       dx[n * K + k] = accumulate ? dx[n * K + k] + g : g;
     }
   }
@@ -79,7 +73,7 @@ void nll_loss_forward(const T* log_probs, const int32_t* targets, T* loss, int64
 template <typename T>
 void nll_loss_backward(const int32_t* targets, T dloss, T* dlog_probs, int64_t N, int64_t K,
                        bool accumulate) {
-  const T g = -dloss / static_cast<T>(N);
+  const T g = nll_target_grad(dloss, N);
 #pragma omp parallel for schedule(static) if (N * K >= detail::kLossParallelThreshold)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t k = 0; k < K; ++k) {
@@ -99,13 +93,12 @@ void cross_entropy_forward(const T* logits, const int32_t* targets, double label
 #pragma omp parallel for schedule(static) if (N * K >= detail::kLossParallelThreshold)
   for (int64_t n = 0; n < N; ++n) {
     const T* row = logits + n * K;
-    const detail::RowLogSumExp<T> s = detail::row_log_sum_exp(row, K);
+    const RowLogSumExp<T> s = detail::row_log_sum_exp(row, K);
     row_max[n] = s.max;
     row_log_sum[n] = s.log_sum;
     double sum_log_probs = 0;
-    for (int64_t k = 0; k < K; ++k)
-      sum_log_probs += static_cast<double>((row[k] - s.max) - s.log_sum);
-    const double target_log_prob = static_cast<double>((row[targets[n]] - s.max) - s.log_sum);
+    for (int64_t k = 0; k < K; ++k) sum_log_probs += static_cast<double>(s.log_prob(row[k]));
+    const double target_log_prob = static_cast<double>(s.log_prob(row[targets[n]]));
     row_loss[n] =
         static_cast<T>(cross_entropy_row_loss(target_log_prob, sum_log_probs, label_smoothing, K));
   }
@@ -124,8 +117,9 @@ void cross_entropy_backward(const T* logits, const int32_t* targets, double labe
   const T scale = dloss / static_cast<T>(N);
 #pragma omp parallel for schedule(static) if (N * K >= detail::kLossParallelThreshold)
   for (int64_t n = 0; n < N; ++n) {
+    const RowLogSumExp<T> s{row_max[n], row_log_sum[n]};
     for (int64_t k = 0; k < K; ++k) {
-      const T log_p = (logits[n * K + k] - row_max[n]) - row_log_sum[n];
+      const T log_p = s.log_prob(logits[n * K + k]);
       const T g = cross_entropy_logit_grad(log_p, k == targets[n], q, scale);
       dlogits[n * K + k] = accumulate ? dlogits[n * K + k] + g : g;
     }
