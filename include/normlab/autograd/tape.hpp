@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "normlab/common/gradient_out.hpp"
 #include "normlab/core/error.hpp"
 #include "normlab/core/tensor.hpp"
 
@@ -90,6 +91,15 @@ GradientSink<T> gradient_sink(const Tensor<T>& t) {
   if (t.has_grad()) return {t.grad().data(), true};
   t.set_grad(Tensor<T>::empty(t.shape(), t.device()));
   return {t.grad().data(), false};
+}
+
+/// Ensures: where a backward kernel puts t's gradient: nowhere unless t requires one, else
+/// gradient_sink(t) as a GradientOut (kernels/normlab/common/gradient_out.hpp).
+template <typename T>
+GradientOut<T> gradient_out(const Tensor<T>& t) {
+  if (!t.requires_grad()) return {};
+  const GradientSink<T> sink = gradient_sink(t);
+  return {sink.data, sink.accumulate};
 }
 
 /// Records the backward of an op with output `out`: `backward(grad_out)` runs only if `out`

@@ -98,21 +98,29 @@ class Tensor {
     }
     return data()[offset];
   }
-  /// Requires: numel() == 1.
+  /// Requires: numel() == 1. Ensures: the element, copied to the host from any device.
   T item() const {
-    require_cpu("Tensor::item");
     NORMLAB_CHECK(numel() == 1, "Tensor::item: tensor of shape ", shape().str(), " has ", numel(),
                   " elements, expected 1");
-    return data()[0];
+    T value;
+    copy_bytes(&value, Device::cpu(), data(), device(), sizeof(T));
+    return value;
   }
+  /// Ensures: the elements in order, copied to the host from any device.
   std::vector<T> to_vector() const {
-    require_cpu("Tensor::to_vector");
-    return std::vector<T>(data(), data() + numel());
+    std::vector<T> values(static_cast<size_t>(numel()));
+    copy_bytes(values.data(), Device::cpu(), data(), device(), sizeof(T) * values.size());
+    return values;
   }
 
+  /// Ensures: every element is `value` (on a device: written from a host buffer).
   void fill_(T value) const {
-    require_cpu("Tensor::fill_");
-    std::fill(data(), data() + numel(), value);
+    if (device().is_cpu()) {
+      std::fill(data(), data() + numel(), value);
+    } else {
+      const std::vector<T> values(static_cast<size_t>(numel()), value);
+      copy_bytes(data(), device(), values.data(), Device::cpu(), sizeof(T) * values.size());
+    }
   }
   /// Requires: same shape (the devices may differ). Ensures: this tensor's data equals `other`'s.
   void copy_(const Tensor& other) const {
@@ -133,6 +141,18 @@ class Tensor {
     Tensor t = empty(shape(), device);
     t.copy_(*this);
     return t;
+  }
+  /// Ensures: this tensor's data is on `device` (copied there unless it is already), seen by every
+  /// handle of this tensor; views made earlier keep the old data. Like PyTorch's
+  /// `param.data = param.data.to(device)`: how modules move their parameters. Requires: no
+  /// gradient (it would be left on the old device).
+  void move_to_(Device device) const {
+    if (device == this->device()) return;
+    NORMLAB_CHECK(!has_grad(), "Tensor::move_to_: tensor of shape ", shape().str(),
+                  " has a gradient on ", this->device().str(), "; call zero_grad() first");
+    auto moved = std::make_shared<Storage<T>>(static_cast<size_t>(numel()), device);
+    copy_bytes(moved->data(), device, data(), this->device(), sizeof(T) * numel());
+    checked().storage = std::move(moved);
   }
   /// Ensures: a tensor sharing this one's data, with no gradient and requires_grad() false.
   Tensor detach() const {

@@ -31,9 +31,11 @@ class Checkpoint {
  public:
   static constexpr uint32_t version = 1;
 
-  /// Ensures: `name` holds a copy of t (converted to nothing: stored in T's precision).
+  /// Ensures: `name` holds a copy of t (converted to nothing: stored in T's precision), copied
+  /// to the host first if t is on a device.
   template <typename T>
-  void put_tensor(const std::string& name, const Tensor<T>& t) {
+  void put_tensor(const std::string& name, const Tensor<T>& tensor) {
+    const Tensor<T> t = tensor.to(Device::cpu());
     Entry e;
     e.kind = std::is_same_v<T, float> ? Kind::F32 : Kind::F64;
     e.dims = t.shape().dims();

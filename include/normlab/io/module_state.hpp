@@ -107,7 +107,8 @@ void load_sgd_state(const Checkpoint& ckpt, optim::Sgd<T>& sgd, const nn::Module
     NORMLAB_CHECK(sgd.params()[i].same(named[i].second), "load_sgd_state: optimizer parameter ", i,
                   " is not the module's '", named[i].first, "'");
     if (defined[i] == '1')
-      buffers[i] = ckpt.tensor<T>(prefix + "momentum." + named[i].first, &named[i].second.shape());
+      buffers[i] = ckpt.tensor<T>(prefix + "momentum." + named[i].first, &named[i].second.shape())
+                       .to(named[i].second.device());
   }
   sgd.set_momentum_buffers(std::move(buffers));
 }

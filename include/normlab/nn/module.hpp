@@ -97,6 +97,14 @@ class Module {
     for (auto& p : parameters()) p.zero_grad();
   }
 
+  /// Requires: no parameter has a gradient (zero_grad() first); an optimizer made before keeps
+  /// working (it holds the same tensors). Ensures: every parameter and buffer of this module and
+  /// its descendants is on `device`, as PyTorch's module.to(device).
+  void to(Device device) {
+    for (auto& named : named_parameters()) named.second.move_to_(device);
+    for (auto& named : named_buffers()) named.second.move_to_(device);
+  }
+
   const std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>>& children() const {
     return children_;
   }

@@ -26,12 +26,16 @@ void require_same_shape(const char* op, const Tensor<T>& a, const Tensor<T>& b) 
                 b.shape().str());
 }
 
-/// The CPU kernels are the only backend compiled into a host-only build; the CUDA dispatch
-/// arrives with the CUDA backend.
+/// Requires: every defined tensor among the arguments is on first's device (undefined ones, such
+/// as an absent bias, are skipped). Ensures: that device.
 template <typename T, typename... Rest>
-void require_cpu(const char* op, const Tensor<T>& first, const Rest&... rest) {
-  NORMLAB_CHECK(first.device().is_cpu() && (rest.device().is_cpu() && ...), op,
-                ": tensors must be on the CPU in this build");
+Device require_same_device(const char* op, const Tensor<T>& first, const Rest&... rest) {
+  const Device device = first.device();
+  for (const Tensor<T>* t : {&rest...}) {
+    NORMLAB_CHECK(!t->defined() || t->device() == device, op, ": tensors on different devices (",
+                  device.str(), " and ", t->device().str(), ", shapes ", first.shape().str(), " and ",
+                  t->shape().str(), ")");
+  }
+  return device;
 }
-
 }  // namespace normlab::ops::detail

@@ -1,13 +1,13 @@
-// Differentiable 2-D convolution on NCHW tensors. Kernels: kernels/normlab/cpu/conv2d.hpp
-// (implicit-GEMM forward, dgrad and wgrad on the blocked GEMM of kernels/normlab/cpu/gemm.hpp).
+// Differentiable 2-D convolution on NCHW tensors. Kernels: the backend of the input's device
+// (ops/backend.hpp): kernels/normlab/cpu/conv2d.hpp (implicit-GEMM forward, dgrad and wgrad on the
+// blocked GEMM of kernels/normlab/cpu/gemm.hpp), or the CUDA implicit GEMM (cuda/conv2d.cuh).
 #pragma once
 
 #include <cstdint>
 
 #include "normlab/autograd/tape.hpp"
-#include "normlab/core/parallel.hpp"
-#include "normlab/cpu/conv2d.hpp"
 #include "normlab/ops/checks.hpp"
+#include "normlab/ops/cpu_backend.hpp"
 
 namespace normlab::ops {
 
@@ -22,16 +22,16 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                  int64_t stride = 1, int64_t padding = 0) {
   detail::require_rank("conv2d", "x", x, 4);
   detail::require_rank("conv2d", "weight", weight, 4);
-  detail::require_cpu("conv2d", x, weight);
-  const cpu::Conv2dGeometry g{x.size(0),      x.size(1),      x.size(2), x.size(3), weight.size(0),
+  const Conv2dGeometry g{x.size(0),      x.size(1),      x.size(2), x.size(3), weight.size(0),
                               weight.size(2), weight.size(3), stride,    padding};
   NORMLAB_CHECK(g.out_channels >= 1 && g.patch_size() >= 1, "conv2d: empty weight of shape ",
                 weight.shape().str());
   NORMLAB_CHECK(weight.size(1) == g.in_channels, "conv2d: input ", x.shape().str(), " has ",
                 g.in_channels, " channels but weight ", weight.shape().str(), " expects ",
                 weight.size(1));
+  Backend<T>& kernels =
+      detail::backend_for<T>("conv2d", detail::require_same_device("conv2d", x, weight, bias));
   if (bias.defined()) {
-    detail::require_cpu("conv2d", bias);
     NORMLAB_CHECK(bias.shape() == Shape({g.out_channels}), "conv2d: bias of shape ",
                   bias.shape().str(), " for weight ", weight.shape().str(), " (expected [",
                   g.out_channels, "])");
@@ -44,29 +44,13 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                 " is larger than input ", x.shape().str(), " padded by ", padding,
                 " (output size would be non-positive)");
 
-  const int threads = num_threads();
   Tensor<T> y = Tensor<T>::empty({g.batch, g.out_channels, g.out_height(), g.out_width()}, x.device());
-  Tensor<T> workspace = Tensor<T>::empty({cpu::conv2d_workspace_size<T>(g, threads)}, x.device());
-  cpu::conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), g,
-                      workspace.data(), threads);
+  kernels.conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), g);
   if (autograd::needs_grad(x, weight, bias)) {
-    autograd::record("conv2d", y, [x, weight, bias, g](const Tensor<T>& dy) {
-      const bool weight_grad = weight.requires_grad(), bias_grad = bias.requires_grad();
-      if (!x.requires_grad() && !weight_grad && !bias_grad) return;
-      const int threads = num_threads();
-      Tensor<T> workspace = Tensor<T>::empty({cpu::conv2d_workspace_size<T>(g, threads)}, x.device());
-      if (x.requires_grad()) {
-        auto dx = autograd::gradient_sink(x);
-        cpu::conv2d_backward_data(dy.data(), weight.data(), dx.data, g, dx.accumulate,
-                                  workspace.data(), threads);
-      }
-      if (weight_grad || bias_grad) {
-        const autograd::GradientSink<T> none{nullptr, false};
-        const auto dw = weight_grad ? autograd::gradient_sink(weight) : none;
-        const auto db = bias_grad ? autograd::gradient_sink(bias) : none;
-        cpu::conv2d_backward_weights(x.data(), dy.data(), dw.data, db.data, g, dw.accumulate,
-                                     db.accumulate, workspace.data(), threads);
-      }
+    autograd::record("conv2d", y, [&kernels, x, weight, bias, g](const Tensor<T>& dy) {
+      using autograd::gradient_out;
+      kernels.conv2d_backward_data(dy.data(), weight.data(), gradient_out(x), g);
+      kernels.conv2d_backward_weights(x.data(), dy.data(), gradient_out(weight), gradient_out(bias), g);
     });
   }
   return y;

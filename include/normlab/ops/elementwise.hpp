@@ -3,8 +3,8 @@
 
 #include "normlab/autograd/tape.hpp"
 #include "normlab/core/rng.hpp"
-#include "normlab/cpu/elementwise.hpp"
 #include "normlab/ops/checks.hpp"
+#include "normlab/ops/cpu_backend.hpp"
 
 namespace normlab::ops {
 
@@ -12,14 +12,12 @@ namespace normlab::ops {
 template <typename T>
 Tensor<T> relu(const Tensor<T>& x) {
   detail::require_defined("relu", "x", x);
-  detail::require_cpu("relu", x);
+  Backend<T>& kernels = detail::backend_for<T>("relu", x.device());
   Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
-  cpu::relu_forward(x.data(), y.data(), x.numel());
+  kernels.relu_forward(x.data(), y.data(), x.numel());
   if (autograd::needs_grad(x)) {
-    autograd::record("relu", y, [x, y = y.detach()](const Tensor<T>& dy) {
-      if (!x.requires_grad()) return;
-      auto dx = autograd::gradient_sink(x);
-      cpu::relu_backward(y.data(), dy.data(), dx.data, x.numel(), dx.accumulate);
+    autograd::record("relu", y, [&kernels, x, y = y.detach()](const Tensor<T>& dy) {
+      kernels.relu_backward(y.data(), dy.data(), autograd::gradient_out(x), x.numel());
     });
   }
   return y;
@@ -29,16 +27,13 @@ Tensor<T> relu(const Tensor<T>& x) {
 template <typename T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   detail::require_same_shape("add", a, b);
-  detail::require_cpu("add", a, b);
+  Backend<T>& kernels = detail::backend_for<T>("add", detail::require_same_device("add", a, b));
   Tensor<T> y = Tensor<T>::empty(a.shape(), a.device());
-  cpu::add_forward(a.data(), b.data(), y.data(), a.numel());
+  kernels.add_forward(a.data(), b.data(), y.data(), a.numel());
   if (autograd::needs_grad(a, b)) {
-    autograd::record("add", y, [a, b](const Tensor<T>& dy) {
-      for (const Tensor<T>* input : {&a, &b}) {
-        if (!input->requires_grad()) continue;
-        auto dx = autograd::gradient_sink(*input);
-        cpu::scaled_gradient(dy.data(), dx.data, dy.numel(), T(1), dx.accumulate);
-      }
+    autograd::record("add", y, [&kernels, a, b](const Tensor<T>& dy) {
+      for (const Tensor<T>* input : {&a, &b})
+        kernels.scaled_gradient(dy.data(), autograd::gradient_out(*input), dy.numel(), T(1));
     });
   }
   return y;
@@ -48,8 +43,8 @@ namespace detail {
 /// Requires: 0 < p < 1. Ensures: the mask of an inverted dropout with probability p over n
 /// elements, reserving its (n + 3) / 4 Philox blocks from `rng`; ops::dropout and the norms'
 /// fused dropout draw the same way, so they give the same mask from the same Rng state.
-inline cpu::DropoutDraw draw_dropout(double p, Rng& rng, int64_t n) {
-  cpu::DropoutDraw draw;
+inline DropoutDraw draw_dropout(double p, Rng& rng, int64_t n) {
+  DropoutDraw draw;
   draw.keep = static_cast<float>(1.0 - p);
   draw.seed = rng.seed();
   draw.counter_base = rng.reserve(static_cast<uint64_t>((n + 3) / 4));
@@ -65,15 +60,13 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Rng& rng = defaul
   detail::require_defined("dropout", "x", x);
   NORMLAB_CHECK(p >= 0.0 && p < 1.0, "dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0.0) return x;
-  detail::require_cpu("dropout", x);
-  const cpu::DropoutDraw draw = detail::draw_dropout(p, rng, x.numel());
+  Backend<T>& kernels = detail::backend_for<T>("dropout", x.device());
+  const DropoutDraw draw = detail::draw_dropout(p, rng, x.numel());
   Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
-  cpu::dropout_forward(x.data(), y.data(), x.numel(), draw);
+  kernels.dropout_forward(x.data(), y.data(), x.numel(), draw);
   if (autograd::needs_grad(x)) {
-    autograd::record("dropout", y, [x, draw](const Tensor<T>& dy) {
-      if (!x.requires_grad()) return;
-      auto dx = autograd::gradient_sink(x);
-      cpu::dropout_backward(dy.data(), dx.data, x.numel(), draw, dx.accumulate);
+    autograd::record("dropout", y, [&kernels, x, draw](const Tensor<T>& dy) {
+      kernels.dropout_backward(dy.data(), autograd::gradient_out(x), x.numel(), draw);
     });
   }
   return y;
@@ -88,10 +81,9 @@ Tensor<T> reshape(const Tensor<T>& x, const Shape& new_shape) {
                 " to ", new_shape.str());
   Tensor<T> y = x.view(new_shape);
   if (autograd::needs_grad(x)) {
-    autograd::record("reshape", y, [x](const Tensor<T>& dy) {
-      if (!x.requires_grad()) return;
-      auto dx = autograd::gradient_sink(x);
-      cpu::scaled_gradient(dy.data(), dx.data, dy.numel(), T(1), dx.accumulate);
+    Backend<T>& kernels = detail::backend_for<T>("reshape", x.device());
+    autograd::record("reshape", y, [&kernels, x](const Tensor<T>& dy) {
+      kernels.scaled_gradient(dy.data(), autograd::gradient_out(x), dy.numel(), T(1));
     });
   }
   return y;

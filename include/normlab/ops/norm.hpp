@@ -2,8 +2,8 @@
 // comparison's LayerNorm: over (C, H, W) per sample with a per-channel affine, exactly
 // group_norm with one group). Each can apply the following ReLU, and a dropout after it, in its
 // output pass (fuse_relu, FusedDropout).
-// Kernels: kernels/normlab/cpu/batch_norm.hpp, group_norm.hpp; maths and design:
-// docs/kernels.md.
+// Kernels: the backend of the input's device (ops/backend.hpp): kernels/normlab/cpu/batch_norm.hpp,
+// group_norm.hpp, or their CUDA twins; maths and design: docs/kernels.md, docs/cuda.md.
 //
 // The statistics the backward needs (mean and rstd = 1/sqrt(var + eps) per channel or group) are
 // saved in double for both T = float and T = double; they are a few hundred numbers, and double
@@ -13,9 +13,8 @@
 #include <cstdint>
 
 #include "normlab/autograd/tape.hpp"
-#include "normlab/cpu/batch_norm.hpp"
-#include "normlab/cpu/group_norm.hpp"
 #include "normlab/ops/checks.hpp"
+#include "normlab/ops/cpu_backend.hpp"
 #include "normlab/ops/elementwise.hpp"
 
 namespace normlab::ops {
@@ -33,18 +32,17 @@ namespace norm_detail {
 template <typename T>
 void require_image(const char* op, const Tensor<T>& x) {
   ops::detail::require_rank(op, "x", x, 4);
-  ops::detail::require_cpu(op, x);
   NORMLAB_CHECK(x.numel() > 0, op, ": input ", x.shape().str(), " is empty");
 }
 
-/// Requires: t is undefined, or a [C] CPU tensor for input x of shape [N, C, H, W].
+/// Requires: t is undefined, or a [C] tensor on x's device for input x of shape [N, C, H, W].
 template <typename T>
 void require_per_channel(const char* op, const char* name, const Tensor<T>& t, const Tensor<T>& x) {
   if (!t.defined()) return;
   NORMLAB_CHECK(t.rank() == 1 && t.size(0) == x.size(1), op, ": '", name, "' must have shape [",
                 x.size(1), "] (one value per channel of input ", x.shape().str(), "), got ",
                 t.shape().str());
-  ops::detail::require_cpu(op, t);
+  ops::detail::require_same_device(op, x, t);
 }
 
 template <typename T>
@@ -52,28 +50,14 @@ T* data_or_null(const Tensor<T>& t) {
   return t.defined() ? t.data() : nullptr;
 }
 
-/// Where the backward puts t's gradient: nowhere unless t is defined and requires a gradient.
-template <typename T>
-GradientOut<T> gradient_out(const Tensor<T>& t) {
-  if (!t.requires_grad()) return {};
-  const autograd::GradientSink<T> sink = autograd::gradient_sink(t);
-  return {sink.data, sink.accumulate};
-}
-
 /// Checks `dropout` for `op` and draws its mask over n elements (inactive if p == 0).
-inline cpu::DropoutDraw fused_dropout_draw(const char* op, const FusedDropout& dropout, bool fuse_relu,
+inline DropoutDraw fused_dropout_draw(const char* op, const FusedDropout& dropout, bool fuse_relu,
                                            int64_t n) {
   if (dropout.p == 0) return {};
   NORMLAB_CHECK(dropout.p > 0 && dropout.p < 1, op, ": dropout probability must be in [0, 1), got ",
                 dropout.p);
   NORMLAB_CHECK(fuse_relu, op, ": a fused dropout needs the fused ReLU (its backward reads the mask from y > 0)");
   return ops::detail::draw_dropout(dropout.p, dropout.rng != nullptr ? *dropout.rng : default_rng(), n);
-}
-
-/// The backward's view of the fused epilogue saved with output `saved_y` (undefined: none).
-template <typename T>
-cpu::FusedOutput<T> fused_output(const Tensor<T>& saved_y, const cpu::DropoutDraw& draw) {
-  return {data_or_null(saved_y), T(1) / static_cast<T>(draw.keep)};
 }
 
 /// group_norm and layer_norm, with error messages naming `op`.
@@ -87,21 +71,21 @@ Tensor<T> group_norm(const char* op, const Tensor<T>& x, int64_t groups, const T
   NORMLAB_CHECK(groups >= 1 && C % groups == 0, op, ": the ", C, " channels of input ",
                 x.shape().str(), " do not split into ", groups, " groups");
   NORMLAB_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
-  const cpu::DropoutDraw draw = fused_dropout_draw(op, dropout, fuse_relu, x.numel());
+  const DropoutDraw draw = fused_dropout_draw(op, dropout, fuse_relu, x.numel());
+  Backend<T>& kernels = ops::detail::backend_for<T>(op, x.device());
   Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
-  Tensor<double> mean = Tensor<double>::empty({N, groups}), rstd = Tensor<double>::empty({N, groups});
-  cpu::group_norm_forward(x.data(), data_or_null(gamma), data_or_null(beta), y.data(), mean.data(),
-                          rstd.data(), N, C, HW, groups, eps, fuse_relu, draw);
+  Tensor<double> mean = Tensor<double>::empty({N, groups}, x.device()),
+                 rstd = Tensor<double>::empty({N, groups}, x.device());
+  kernels.group_norm_forward(x.data(), data_or_null(gamma), data_or_null(beta), y.data(), mean.data(),
+                             rstd.data(), N, C, HW, groups, eps, fuse_relu, draw);
   if (autograd::needs_grad(x, gamma, beta)) {
     const Tensor<T> saved_y = fuse_relu ? y.detach() : Tensor<T>();
-    autograd::record(op, y, [x, gamma, beta, saved_y, draw, mean, rstd, groups](const Tensor<T>& dy) {
-      const int64_t N = x.size(0), C = x.size(1);
-      Tensor<double> workspace =
-          Tensor<double>::empty({cpu::group_norm_backward_workspace_size(N, C)});
-      cpu::group_norm_backward(x.data(), fused_output(saved_y, draw), dy.data(), data_or_null(gamma),
-                               mean.data(), rstd.data(), gradient_out(x), gradient_out(gamma),
-                               gradient_out(beta), N, C, x.size(2) * x.size(3), groups,
-                               workspace.data());
+    autograd::record(op, y, [&kernels, x, gamma, beta, saved_y, draw, mean, rstd, groups](const Tensor<T>& dy) {
+      using autograd::gradient_out;
+      kernels.group_norm_backward(x.data(), data_or_null(saved_y), draw, dy.data(), data_or_null(gamma),
+                                  mean.data(), rstd.data(), gradient_out(x), gradient_out(gamma),
+                                  gradient_out(beta), x.size(0), x.size(1), x.size(2) * x.size(3),
+                                  groups);
     });
   }
   return y;
@@ -140,21 +124,23 @@ Tensor<T> batch_norm2d(const Tensor<T>& x, const Tensor<T>& gamma, const Tensor<
   NORMLAB_CHECK(!batch_statistics || N * HW > 1, op,
                 ": batch statistics need more than 1 value per channel, got input ",
                 x.shape().str());
-  const cpu::DropoutDraw draw = norm_detail::fused_dropout_draw(op, dropout, fuse_relu, x.numel());
+  const DropoutDraw draw = norm_detail::fused_dropout_draw(op, dropout, fuse_relu, x.numel());
+  Backend<T>& kernels = detail::backend_for<T>(op, x.device());
   Tensor<T> y = Tensor<T>::empty(x.shape(), x.device());
-  Tensor<double> mean = Tensor<double>::empty({C}), rstd = Tensor<double>::empty({C});
-  cpu::batch_norm_forward(x.data(), norm_detail::data_or_null(gamma),
-                          norm_detail::data_or_null(beta), norm_detail::data_or_null(running_mean),
-                          norm_detail::data_or_null(running_var), y.data(), mean.data(),
-                          rstd.data(), N, C, HW, batch_statistics, momentum, eps, fuse_relu, draw);
+  Tensor<double> mean = Tensor<double>::empty({C}, x.device()), rstd = Tensor<double>::empty({C}, x.device());
+  kernels.batch_norm_forward(x.data(), norm_detail::data_or_null(gamma),
+                             norm_detail::data_or_null(beta), norm_detail::data_or_null(running_mean),
+                             norm_detail::data_or_null(running_var), y.data(), mean.data(),
+                             rstd.data(), N, C, HW, batch_statistics, momentum, eps, fuse_relu, draw);
   if (autograd::needs_grad(x, gamma, beta)) {
     const Tensor<T> saved_y = fuse_relu ? y.detach() : Tensor<T>();
-    autograd::record(op, y, [x, gamma, beta, saved_y, draw, mean, rstd, batch_statistics](const Tensor<T>& dy) {
-      using namespace norm_detail;
-      cpu::batch_norm_backward(x.data(), fused_output(saved_y, draw), dy.data(), data_or_null(gamma),
-                               mean.data(), rstd.data(), gradient_out(x), gradient_out(gamma),
-                               gradient_out(beta), x.size(0), x.size(1), x.size(2) * x.size(3),
-                               batch_statistics);
+    autograd::record(op, y, [&kernels, x, gamma, beta, saved_y, draw, mean, rstd, batch_statistics](const Tensor<T>& dy) {
+      using autograd::gradient_out;
+      using norm_detail::data_or_null;
+      kernels.batch_norm_backward(x.data(), data_or_null(saved_y), draw, dy.data(), data_or_null(gamma),
+                                  mean.data(), rstd.data(), gradient_out(x), gradient_out(gamma),
+                                  gradient_out(beta), x.size(0), x.size(1), x.size(2) * x.size(3),
+                                  batch_statistics);
     });
   }
   return y;

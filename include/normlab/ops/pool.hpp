@@ -1,5 +1,6 @@
 // Differentiable pooling ops on NCHW tensors: max_pool2d and global_avg_pool2d (adaptive average
-// pooling to 1x1). Kernels: kernels/normlab/cpu/pool.hpp.
+// pooling to 1x1). Kernels: the backend of the input's device (ops/backend.hpp):
+// kernels/normlab/cpu/pool.hpp or cuda/pool.cuh.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include "normlab/core/storage.hpp"
 #include "normlab/cpu/pool.hpp"
 #include "normlab/ops/checks.hpp"
+#include "normlab/ops/cpu_backend.hpp"
 
 namespace normlab::ops {
 
@@ -21,7 +23,7 @@ namespace normlab::ops {
 template <typename T>
 Tensor<T> max_pool2d(const Tensor<T>& x, int64_t kernel, int64_t stride) {
   detail::require_rank("max_pool2d", "x", x, 4);
-  detail::require_cpu("max_pool2d", x);
+  Backend<T>& kernels = detail::backend_for<T>("max_pool2d", x.device());
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   NORMLAB_CHECK(kernel >= 1 && stride >= 1,
                 "max_pool2d: kernel and stride must be positive, got kernel ", kernel, ", stride ",
@@ -34,17 +36,14 @@ Tensor<T> max_pool2d(const Tensor<T>& x, int64_t kernel, int64_t stride) {
                 OW = cpu::pooled_extent(W, kernel, stride);
   Tensor<T> y = Tensor<T>::empty({N, C, OH, OW}, x.device());
   if (!autograd::needs_grad(x)) {
-    cpu::max_pool2d_forward(x.data(), y.data(), static_cast<int32_t*>(nullptr), N * C, H, W, kernel,
-                            stride);
+    kernels.max_pool2d_forward(x.data(), y.data(), nullptr, N * C, H, W, kernel, stride);
     return y;
   }
   auto argmax = std::make_shared<Storage<int32_t>>(static_cast<size_t>(y.numel()), x.device());
-  cpu::max_pool2d_forward(x.data(), y.data(), argmax->data(), N * C, H, W, kernel, stride);
-  autograd::record("max_pool2d", y, [x, argmax, kernel, stride](const Tensor<T>& dy) {
-    if (!x.requires_grad()) return;
-    auto dx = autograd::gradient_sink(x);
-    cpu::max_pool2d_backward(argmax->data(), dy.data(), dx.data, x.size(0) * x.size(1), x.size(2),
-                             x.size(3), kernel, stride, dx.accumulate);
+  kernels.max_pool2d_forward(x.data(), y.data(), argmax->data(), N * C, H, W, kernel, stride);
+  autograd::record("max_pool2d", y, [&kernels, x, argmax, kernel, stride](const Tensor<T>& dy) {
+    kernels.max_pool2d_backward(argmax->data(), dy.data(), autograd::gradient_out(x),
+                                x.size(0) * x.size(1), x.size(2), x.size(3), kernel, stride);
   });
   return y;
 }
@@ -54,17 +53,15 @@ Tensor<T> max_pool2d(const Tensor<T>& x, int64_t kernel, int64_t stride) {
 template <typename T>
 Tensor<T> global_avg_pool2d(const Tensor<T>& x) {
   detail::require_rank("global_avg_pool2d", "x", x, 4);
-  detail::require_cpu("global_avg_pool2d", x);
+  Backend<T>& kernels = detail::backend_for<T>("global_avg_pool2d", x.device());
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   NORMLAB_CHECK(HW >= 1, "global_avg_pool2d: empty spatial extent in input ", x.shape().str());
   Tensor<T> y = Tensor<T>::empty({N, C, 1, 1}, x.device());
-  cpu::global_avg_pool2d_forward(x.data(), y.data(), N * C, HW);
+  kernels.global_avg_pool2d_forward(x.data(), y.data(), N * C, HW);
   if (autograd::needs_grad(x)) {
-    autograd::record("global_avg_pool2d", y, [x](const Tensor<T>& dy) {
-      if (!x.requires_grad()) return;
-      auto dx = autograd::gradient_sink(x);
-      cpu::global_avg_pool2d_backward(dy.data(), dx.data, x.size(0) * x.size(1),
-                                      x.size(2) * x.size(3), dx.accumulate);
+    autograd::record("global_avg_pool2d", y, [&kernels, x](const Tensor<T>& dy) {
+      kernels.global_avg_pool2d_backward(dy.data(), autograd::gradient_out(x), x.size(0) * x.size(1),
+                                         x.size(2) * x.size(3));
     });
   }
   return y;

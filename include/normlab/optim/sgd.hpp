@@ -7,8 +7,9 @@
 //   p -= lr * d
 //
 // Parameters without a gradient are skipped (their momentum buffer is created on their first
-// step with one). The update runs in the kernel kernels/normlab/cpu/sgd.hpp, one pass per
-// parameter; momentum buffers are allocated on their first step and reused after.
+// step with one). The update runs in the kernel of the parameter's device (ops/backend.hpp:
+// kernels/normlab/cpu/sgd.hpp or cuda/sgd.cuh), one pass per parameter; momentum buffers are
+// allocated on their parameter's device on its first step and reused after.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,7 @@
 
 #include "normlab/core/error.hpp"
 #include "normlab/core/tensor.hpp"
-#include "normlab/cpu/sgd.hpp"
+#include "normlab/ops/cpu_backend.hpp"
 
 namespace normlab::optim {
 
@@ -32,7 +33,7 @@ struct SgdOptions {
 template <typename T>
 class Sgd {
  public:
-  /// Requires: at least one parameter, each defined, on the CPU and listed once; lr >= 0,
+  /// Requires: at least one parameter, each defined, on a device with kernels and listed once; lr >= 0,
   /// momentum >= 0, weight_decay >= 0; nesterov only with momentum > 0 and dampening == 0
   /// (PyTorch's checks). Ensures: no momentum buffers yet.
   Sgd(std::vector<Tensor<T>> params, SgdOptions options)
@@ -40,9 +41,7 @@ class Sgd {
     NORMLAB_CHECK(!params_.empty(), "Sgd: empty parameter list");
     for (size_t i = 0; i < params_.size(); ++i) {
       NORMLAB_CHECK(params_[i].defined(), "Sgd: parameter ", i, " is an undefined tensor");
-      NORMLAB_CHECK(params_[i].device().is_cpu(), "Sgd: parameter ", i, " of shape ",
-                    params_[i].shape().str(), " is on ", params_[i].device().str(),
-                    "; this build updates CPU tensors only");
+      ops::detail::backend_for<T>("Sgd", params_[i].device());
       for (size_t j = 0; j < i; ++j) {
         NORMLAB_CHECK(!params_[i].same(params_[j]), "Sgd: parameter ", i, " of shape ",
                       params_[i].shape().str(), " is the same tensor as parameter ", j);
@@ -65,7 +64,7 @@ class Sgd {
     for (size_t i = 0; i < params_.size(); ++i) {
       const Tensor<T>& p = params_[i];
       if (!p.has_grad()) continue;
-      cpu::SgdCoefficients<T> c{static_cast<T>(options_.lr),
+      SgdCoefficients<T> c{static_cast<T>(options_.lr),
                                 static_cast<T>(options_.weight_decay),
                                 static_cast<T>(options_.momentum),
                                 static_cast<T>(options_.momentum),
@@ -77,7 +76,8 @@ class Sgd {
         c.buffer_momentum = T(0);
         c.buffer_keep = T(1);
       }
-      cpu::sgd_update(p.data(), p.grad().data(), with_momentum ? buffers_[i].data() : nullptr,
+      ops::detail::backend_for<T>("Sgd::step", p.device())
+          .sgd_update(p.data(), p.grad().data(), with_momentum ? buffers_[i].data() : nullptr,
                       p.numel(), c);
     }
   }
@@ -101,7 +101,8 @@ class Sgd {
   /// step, or always without momentum). The tensors are the live buffers (for checkpoints).
   const std::vector<Tensor<T>>& momentum_buffers() const { return buffers_; }
 
-  /// Requires: one entry per parameter, each undefined or a CPU tensor of its parameter's shape.
+  /// Requires: one entry per parameter, each undefined or a tensor of its parameter's shape and
+  /// device.
   /// Ensures: the optimizer continues from these buffers (it keeps the tensors, not copies);
   /// undefined entries start afresh (buf = d) on their parameter's next step.
   void set_momentum_buffers(std::vector<Tensor<T>> buffers) {
@@ -109,10 +110,10 @@ class Sgd {
                   " buffers for ", params_.size(), " parameters");
     for (size_t i = 0; i < buffers.size(); ++i) {
       if (!buffers[i].defined()) continue;
-      NORMLAB_CHECK(buffers[i].shape() == params_[i].shape() && buffers[i].device().is_cpu(),
+      NORMLAB_CHECK(buffers[i].shape() == params_[i].shape() && buffers[i].device() == params_[i].device(),
                     "Sgd::set_momentum_buffers: buffer ", i, " has shape ",
                     buffers[i].shape().str(), " on ", buffers[i].device().str(), ", parameter ", i,
-                    " has shape ", params_[i].shape().str(), " on the CPU");
+                    " has shape ", params_[i].shape().str(), " on ", params_[i].device().str());
     }
     buffers_ = std::move(buffers);
   }
