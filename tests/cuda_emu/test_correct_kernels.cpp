@@ -242,3 +242,20 @@ TEST_CASE("maths with CUDA-only spellings, min and max", "[cuda_emu]") {
     CHECK(integers[2 * i + 1] == std::max(i, 3));
   }
 }
+
+TEST_CASE("ScopedLaunchLog names the kernels launched while it is alive", "[cuda_emu]") {
+  const std::vector<float> x = ramp(300);
+  std::vector<float> sums(2, -1.0f);
+  et::launch_block_sum_shared<256>(x.data(), sums.data(), 300);  // before: not recorded
+  std::vector<std::string> names;
+  {
+    const normlab::cuda_emu::ScopedLaunchLog log;
+    et::launch_block_sum_shared<256>(x.data(), sums.data(), 300);
+    et::launch_block_sum_shared<256>(x.data(), sums.data(), 300);
+    names = log.names();
+  }
+  et::launch_block_sum_shared<256>(x.data(), sums.data(), 300);  // after: not recorded
+  REQUIRE(names.size() == 2);
+  CHECK(names[0] == "block_sum_shared<BlockSize>");
+  CHECK(names[1] == names[0]);
+}

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "normlab/cuda_emu/runtime_api.hpp"
 #include "normlab/cuda_emu/scheduler.hpp"
@@ -42,6 +44,21 @@ KernelLaunch<Params...> launch(void (*kernel)(Params...), const char* name, Call
       kernel, detail::LaunchInfo{name, site, reinterpret_cast<const void*>(kernel), grid, block,
                                  dynamic_shared_bytes});
 }
+
+/// Records the name of every kernel launched while alive, as written in its launch (e.g.
+/// "k::conv2d_forward_kernel<T>"): how a test shows that work ran on the CUDA kernels. One at a
+/// time.
+class ScopedLaunchLog {
+ public:
+  ScopedLaunchLog() { detail::Runtime::instance().set_launch_log(&names_); }
+  ~ScopedLaunchLog() { detail::Runtime::instance().set_launch_log(nullptr); }
+  ScopedLaunchLog(const ScopedLaunchLog&) = delete;
+  ScopedLaunchLog& operator=(const ScopedLaunchLog&) = delete;
+  const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+};
 
 /// What NORMLAB_DYNAMIC_SHARED expands to: ensures the running launch's dynamic shared memory,
 /// as many bytes as the launch asked for, 16-byte aligned, filled with 0xFF at each block start.

@@ -254,6 +254,7 @@ class Runtime {
                   "'; the emulator runs one launch at a time (no dynamic parallelism)");
     }
     check_launch_configuration(info);
+    if (launch_log_ != nullptr) launch_log_->push_back(info.kernel_name);
     const Schedule schedule = current_schedule();
     std::mt19937_64 random(schedule.seed);
     std::unique_ptr<unsigned char[]> dynamic_shared(new unsigned char[info.dynamic_shared_bytes]);
@@ -328,7 +329,12 @@ class Runtime {
     dynamic_shared_limits_[kernel] = bytes;
   }
 
+  /// Ensures: the name of every kernel launched from now on (as written in its launch) is
+  /// appended to *log, until set_launch_log(nullptr). Use ScopedLaunchLog.
+  void set_launch_log(std::vector<std::string>* log) { launch_log_ = log; }
+
  private:
+  std::vector<std::string>* launch_log_ = nullptr;
   Runtime() : threads_(max_threads_per_block) {}
 
   static std::string launch_context(const LaunchInfo& info) {
