@@ -45,6 +45,8 @@ cudaError_t cudaGetLastError(void);
 const char* cudaGetErrorString(cudaError_t error);
 cudaError_t cudaMalloc(void** devPtr, size_t size);
 cudaError_t cudaFree(void* devPtr);
+cudaError_t cudaMallocHost(void** ptr, size_t size);
+cudaError_t cudaFreeHost(void* ptr);
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind,
                             cudaStream_t stream = 0);
@@ -111,6 +113,12 @@ inline cudaError_t cudaFree(void* pointer) {
   ::operator delete(pointer, normlab::cuda_emu::detail::allocation_alignment);
   return cudaSuccess;
 }
+
+/// Page-locked host memory: plain host memory here, with cudaMalloc's alignment.
+inline cudaError_t cudaMallocHost(void** pointer, std::size_t bytes) { return cudaMalloc(pointer, bytes); }
+
+/// Requires: `pointer` is null or came from cudaMallocHost and was not freed. Ensures: released.
+inline cudaError_t cudaFreeHost(void* pointer) { return cudaFree(pointer); }
 
 /// Ensures: `bytes` copied from `source` to `destination` (every kind is a host copy).
 inline cudaError_t cudaMemcpy(void* destination, const void* source, std::size_t bytes,
