@@ -53,8 +53,10 @@ inline int32_t argmax_row(const float* row, int64_t k) {
   return best;
 }
 
-/// Ensures: the mean NLL loss and accuracy of `net` (evaluation mode, no tape) on `test`.
-inline Evaluation evaluate(normlab::nn::Module<float>& net, const normlab::data::Cifar10& test) {
+/// Ensures: the mean NLL loss and accuracy of `net` (evaluation mode, no tape) on `test`, with the
+/// images moved to `device` (where net's parameters are).
+inline Evaluation evaluate(normlab::nn::Module<float>& net, const normlab::data::Cifar10& test,
+                           normlab::Device device) {
   net.eval();
   normlab::autograd::NoGradGuard no_grad;
   normlab::data::Loader loader(test, normlab::data::LoaderOptions::evaluation(250));
@@ -65,10 +67,11 @@ inline Evaluation evaluate(normlab::nn::Module<float>& net, const normlab::data:
   double loss_sum = 0;
   int64_t correct = 0;
   while (const normlab::data::Batch* batch = loader.next()) {
-    const Tensor<float> log_probs = net(batch->images);
+    const Tensor<float> log_probs = net(batch->images.to(device));
     loss_sum += normlab::ops::nll_loss(log_probs, batch->labels).item() * batch->size();
+    const std::vector<float> scores = log_probs.to_vector();
     for (int64_t b = 0; b < batch->size(); ++b) {
-      const int32_t predicted = argmax_row(log_probs.data() + b * 10, 10), target = batch->labels[b];
+      const int32_t predicted = argmax_row(scores.data() + b * 10, 10), target = batch->labels[b];
       ev.predictions[static_cast<size_t>(batch->indices[b])] = predicted;
       ev.confusion[static_cast<size_t>(target * 10 + predicted)] += 1;
       correct += predicted == target;
@@ -106,10 +109,8 @@ class Progress {
 inline std::string first_non_finite_gradient(const normlab::nn::Module<float>& net) {
   for (const auto& [name, p] : net.named_parameters()) {
     if (!p.has_grad()) continue;
-    const Tensor<float> g = p.grad();
-    const float* data = g.data();
-    for (int64_t i = 0; i < g.numel(); ++i)
-      if (!std::isfinite(data[i])) return name;
+    for (const float g : p.grad().to_vector())  // a copy to the host (cheap: 40,394 values)
+      if (!std::isfinite(g)) return name;
   }
   return "";
 }
@@ -170,7 +171,7 @@ void train_norm(NormRun& run, normlab::nn::Module<float>& net, normlab::optim::S
       sgd.zero_grad();
       if (options.nan_epoch == epoch + 1 && options.nan_step == batch->number + 1)
         batch->images.data()[0] = std::numeric_limits<float>::quiet_NaN();
-      const Tensor<float> log_probs = net(batch->images);
+      const Tensor<float> log_probs = net(batch->images.to(options.device));
       const Tensor<float> loss = recipe.label_smoothing > 0
                                      ? normlab::ops::cross_entropy(log_probs, batch->labels, recipe.label_smoothing)
                                      : normlab::ops::nll_loss(log_probs, batch->labels);
@@ -184,15 +185,15 @@ void train_norm(NormRun& run, normlab::nn::Module<float>& net, normlab::optim::S
       if (!bad.empty()) throw diverged(epoch, step, "the gradient of '" + bad + "' is not finite");
       sgd.step();
       loss_sum += value * batch->size();
-      for (int64_t b = 0; b < batch->size(); ++b)
-        correct += argmax_row(log_probs.data() + b * 10, 10) == batch->labels[b];
+      const std::vector<float> scores = log_probs.to_vector();
+      for (int64_t b = 0; b < batch->size(); ++b) correct += argmax_row(scores.data() + b * 10, 10) == batch->labels[b];
       seen += batch->size();
       const double elapsed = std::chrono::duration<double>(clock::now() - epoch_start).count();
       progress.update(name + " epoch " + std::to_string(epoch + 1) + "/" + std::to_string(options.epochs),
                       seen, train.size(), loss_sum / seen, 100.0 * correct / seen, seen / elapsed);
     }
     const double train_seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
-    run.final_test = evaluate(net, test);
+    run.final_test = evaluate(net, test, options.device);
     if (!std::isfinite(run.final_test.loss))
       throw diverged(epoch, " (after its last step)", "the test loss is " + std::to_string(run.final_test.loss));
     EpochMetrics m;
@@ -213,7 +214,7 @@ void train_norm(NormRun& run, normlab::nn::Module<float>& net, normlab::optim::S
     run.wall_seconds = wall_before + std::chrono::duration<double>(clock::now() - run_start).count();
     after_epoch(run);
   }
-  if (run.final_test.confusion.empty()) run.final_test = evaluate(net, test);  // resumed after the last epoch
+  if (run.final_test.confusion.empty()) run.final_test = evaluate(net, test, options.device);  // resumed after the last epoch
 }
 
 }  // namespace cifar10_norms

@@ -10,6 +10,7 @@
 #include "experiment.hpp"
 #include "normlab/core/parallel.hpp"
 #include "normlab/nn/summary.hpp"
+#include "normlab/ops/backend.hpp"
 #include "options.hpp"
 #include "report.hpp"
 #include "training_state.hpp"
@@ -57,8 +58,19 @@ void remove_stale_temporaries(const Options& o) {
   for (const fs::path& path : stale) fs::remove(path, ec);
 }
 
-int run(const Options& o) {
+/// Ensures: the device to train on: the requested one, or the CPU (saying why on stderr) when
+/// this program or machine cannot run CUDA tensors.
+normlab::Device usable_device(normlab::Device requested) {
+  const std::string reason = normlab::ops::device_unavailable_reason(requested.type);
+  if (reason.empty()) return requested;
+  std::fprintf(stderr, "cifar10_norms: --device %s: %s; training on the CPU instead\n", requested.str().c_str(),
+               reason.c_str());
+  return normlab::Device::cpu();
+}
+
+int run(Options o) {
   if (o.threads > 0) normlab::set_num_threads(o.threads);
+  o.device = usable_device(o.device);
   prepare_output_dir(o.out_dir);
   remove_stale_temporaries(o);
   const std::string data_dir = normlab::data::find_cifar10_dir(o.data_dir);
@@ -68,8 +80,9 @@ int run(const Options& o) {
   const auto train = normlab::data::Cifar10::load(data_dir, normlab::data::Split::train, train_options);
   const auto test = normlab::data::Cifar10::load(data_dir, normlab::data::Split::test, test_options);
   const int threads = normlab::num_threads();
-  std::printf("cifar10_norms: data %s (%lld train, %lld test images), output %s, %d threads\n", data_dir.c_str(),
-              static_cast<long long>(train.size()), static_cast<long long>(test.size()), o.out_dir.c_str(), threads);
+  std::printf("cifar10_norms: data %s (%lld train, %lld test images), output %s, %s, %d threads\n",
+              data_dir.c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+              o.out_dir.c_str(), o.device.str().c_str(), threads);
 
   std::vector<NormRun> runs;
   for (const auto kind : o.norms) {
@@ -85,6 +98,7 @@ int run(const Options& o) {
       std::printf("%s", table.c_str());
       normlab::io::write_file_atomic(output_path(o, "summary.txt"), table, "summary.txt");
     }
+    net->to(o.device);
     NormRun run;
     run.norm = kind;
     run.recipe = make_recipe(o.recipe, kind, o.recipe_overrides);

@@ -30,6 +30,7 @@ struct Options {
   double dropout = 0.02;
   uint64_t seed = 1;
   int threads = 0;                         // 0: all cores
+  normlab::Device device = normlab::Device::cpu();  // --device; run() falls back to the CPU without a GPU
   int64_t limit_train = -1;                // < 0: all 50,000
   int64_t limit_test = -1;                 // < 0: all 10,000
   bool augment = true;
@@ -61,6 +62,8 @@ Usage: cifar10_norms [options]
   --dropout P         dropout probability after every norm (default 0.02)
   --seed S            seed of initialisation, shuffling, augmentation and dropout (default 1)
   --threads N         CPU threads (default: all cores)
+  --device D          cpu (default) or cuda: train on the GPU (a build with nvcc; without a GPU,
+                      or in a build without CUDA, it says why and trains on the CPU)
   --limit-train N     use the first N training images (default all 50,000)
   --limit-test N      use the first N test images (default all 10,000)
   --no-augment        no random crop, flip or RandAugment
@@ -150,6 +153,11 @@ inline Options parse_options(int argc, char** argv) {
     else if (flag == "--dropout") o.dropout = detail::parse_real(flag, value(), 0.0, 1.0, true);
     else if (flag == "--seed") o.seed = static_cast<uint64_t>(detail::parse_int(flag, value(), 0, INT64_MAX));
     else if (flag == "--threads") o.threads = static_cast<int>(detail::parse_int(flag, value(), 1, 1024));
+    else if (flag == "--device") {
+      const std::string d = value();
+      if (d != "cpu" && d != "cuda") throw UsageError("--device expects 'cpu' or 'cuda', got '" + d + "'");
+      o.device = d == "cuda" ? normlab::Device::cuda() : normlab::Device::cpu();
+    }
     else if (flag == "--limit-train") o.limit_train = detail::parse_int(flag, value(), 1, 50000);
     else if (flag == "--limit-test") o.limit_test = detail::parse_int(flag, value(), 1, 10000);
     else if (flag == "--no-augment") o.augment = false;

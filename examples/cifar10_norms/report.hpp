@@ -119,7 +119,7 @@ inline void write_results(const Options& o, const std::vector<NormRun>& runs, in
   }
   md << "\nLosses are mean NLL (train: running over the epoch, in training mode; test: evaluation mode).\n\n";
   md << "- Command: `" << o.command_line << "`\n";
-  md << "- Seed " << o.seed << ", " << threads << " threads, batch " << o.batch << ", " << o.epochs
+  md << "- Seed " << o.seed << ", " << o.device.str() << ", " << threads << " threads, batch " << o.batch << ", " << o.epochs
      << " epochs, dropout " << o.dropout << ", GroupNorm groups " << o.groups << "\n";
   md << "- Data: " << train_images << " training and " << test_images << " test images"
      << (o.augment ? "; augmentation: random crop (pad 4), horizontal flip, RandAugment (N=2, M=9) with p = " +

@@ -63,6 +63,23 @@ TEST_CASE("the synthetic data set trains (the fixture the error cases break)",
   CHECK(fs::exists(dir.file("out/results.md")));
 }
 
+TEST_CASE("--device cuda without a usable GPU says why and trains on the CPU", "[reliability][cli]") {
+  testing::TempDir dir("cli_device");
+  testing::write_synthetic_cifar10(dir.file("data"), 64);
+  const ProcessResult r = run(tiny_run(dir.file("data"), dir.file("out")), dir, {"--device", "cuda"});
+  if (r.err.find("--device cuda") == std::string::npos) {
+    // A machine with a GPU and a build with nvcc: it trained on the GPU.
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("cuda:0"));
+    return;
+  }
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.err, Catch::Contains("cifar10_norms: --device cuda:0: ") &&
+                        Catch::Contains("; training on the CPU instead"));
+  CHECK_THAT(r.out, Catch::Contains(", cpu, 1 threads"));
+  CHECK(fs::exists(dir.file("out/gn.ckpt")));
+}
+
 TEST_CASE("bad command lines exit with code 2 and name the flag", "[reliability][cli]") {
   testing::TempDir dir("cli_usage");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
@@ -75,6 +92,7 @@ TEST_CASE("bad command lines exit with code 2 and name the flag", "[reliability]
       {{"--dropout", "1"}, "--dropout expects a number in [0"},
       {{"--weight-decay", "-1e-4"}, "--weight-decay expects a number in [0"},
       {{"--label-smoothing", "1"}, "--label-smoothing expects a number in [0"},
+      {{"--device", "tpu"}, "--device expects 'cpu' or 'cuda', got 'tpu'"},
       {{"--groups", "3"}, "--groups must divide 16"},
       {{"--norms", "bn,xx"}, "unknown norm 'xx'"},
       {{"--norms", "gn,gn"}, "lists 'gn' twice"},
