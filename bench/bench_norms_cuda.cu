@@ -23,7 +23,11 @@
 // and that as % of the device's peak DRAM bandwidth = 2 transfers per memory clock x bus width
 // (cudaDevAttrMemoryClockRate, cudaDevAttrGlobalMemoryBusWidth).
 // cuDNN: cudnnBatchNormalizationForwardTraining / cudnnBatchNormalizationBackward (spatial mode,
-// NCHW float) for bn without ReLU; other rows say why cuDNN has no comparable call (n/a).
+// NCHW float) for bn; for ln_last a graph-API norm operation in CUDNN_LAYER_NORM mode on
+// [rows, D, 1, 1], for gn and ln one in CUDNN_GROUP_NORM mode with 4 and 1 groups
+// (cudnn_graph_norm.hpp), each with outputs of its own that are checked once per row against ours
+// (max |difference| <= kCheckTolerance x max(1, max |ours|)); rows with the fused ReLU, and graphs
+// cuDNN cannot build on the device, say why cuDNN has no number (n/a (reason)).
 // CPU: bench_norms' kernel calls on the same shape, compiled by the host compiler (see
 // bench_norms_cuda.hpp), --threads OpenMP threads (default: all hardware threads).
 //
@@ -33,6 +37,8 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -43,6 +49,7 @@
 #include <vector>
 
 #include "bench_norms_cuda.hpp"
+#include "cudnn_graph_norm.hpp"
 #include "norm_cases.hpp"
 #include "normlab/core/error.hpp"
 #include "normlab/cuda/batch_norm.cuh"
@@ -57,6 +64,7 @@ using namespace normlab;
 using bench::NormKind;
 using bench::NormShape;
 using bench::Timing;
+namespace cudnn_graph = bench::cudnn_graph;
 
 namespace {
 
@@ -69,20 +77,27 @@ void cudnn_check(cudnnStatus_t status, const char* expression) {
 
 enum class Launchers { BatchNorm, GroupNorm, LayerNorm, LastDimLayerNorm };
 
+/// What cuDNN computes the same norm with: its legacy BatchNorm calls, or a graph of one norm
+/// operation (cudnn_graph_norm.hpp) in CUDNN_LAYER_NORM or CUDNN_GROUP_NORM mode.
+enum class CudnnCall { LegacyBatchNorm, GraphLayerNorm, GraphGroupNorm };
+
 struct GpuNorm {
   NormKind kind;  // name, and the groups of the CPU kernels computing the same function
   Launchers launchers;
-  const char* cudnn_absent;  // why cuDNN has no comparable call, or null
+  CudnnCall cudnn;
 };
 
+// ln (GroupNorm(1), affine per channel) is cuDNN's GROUP_NORM with one group: cuDNN's LAYER_NORM
+// has an affine per (C, H, W) element.
 constexpr GpuNorm kNorms[] = {
-    {{"bn", 0}, Launchers::BatchNorm, nullptr},
-    {{"gn", 4}, Launchers::GroupNorm, "no GroupNorm in cuDNN's legacy API; graph API not wired up"},
-    {{"ln", 1}, Launchers::LayerNorm, "LayerNorm only in cuDNN's graph API; not wired up"},
-    {{"ln_last", 1},
-     Launchers::LastDimLayerNorm,
-     "LayerNorm only in cuDNN's graph API; not wired up"},
+    {{"bn", 0}, Launchers::BatchNorm, CudnnCall::LegacyBatchNorm},
+    {{"gn", 4}, Launchers::GroupNorm, CudnnCall::GraphGroupNorm},
+    {{"ln", 1}, Launchers::LayerNorm, CudnnCall::GraphGroupNorm},
+    {{"ln_last", 1}, Launchers::LastDimLayerNorm, CudnnCall::GraphLayerNorm},
 };
+
+/// The largest |cuDNN - ours| accepted, as a fraction of max(1, max |ours|) of the tensor.
+constexpr double kCheckTolerance = 1e-4;
 
 std::vector<NormShape> shapes(const GpuNorm& norm, bool quick) {
   if (norm.launchers == Launchers::LastDimLayerNorm) {
@@ -332,6 +347,150 @@ class CudnnBatchNorm {
   cudnnTensorDescriptor_t x_desc_ = nullptr, param_desc_ = nullptr;
 };
 
+/// cuDNN's norm graphs (cudnn_graph_norm.hpp) on a GpuNormCase's inputs (x, dy, gamma as scale,
+/// beta as bias, eps) with outputs of their own (y, dx, dgamma, dbeta, and float mean and
+/// inverse std), so that they can be checked against ours. Statistics per (sample, group):
+/// CUDNN_LAYER_NORM (groups 1) for ln_last's [rows, D, 1, 1], CUDNN_GROUP_NORM for gn and ln.
+class CudnnGraphNorm {
+ public:
+  /// Requires: the handle's stream is the case's. Ensures: both graphs are planned and bound, or
+  /// normlab::Error says why cuDNN cannot build one on this device.
+  CudnnGraphNorm(cudnnHandle_t handle, const GpuNormCase& data, cudnnBackendNormMode_t mode,
+                 int64_t groups)
+      : shape_{mode, data.shape().n, data.shape().c, data.shape().h, data.shape().w, groups},
+        y_(static_cast<size_t>(data.shape().numel())),
+        dx_(static_cast<size_t>(data.shape().numel())),
+        dgamma_(static_cast<size_t>(data.shape().c)),
+        dbeta_(static_cast<size_t>(data.shape().c)),
+        mean_(static_cast<size_t>(data.shape().n * groups)),
+        inv_variance_(static_cast<size_t>(data.shape().n * groups)),
+        forward_(handle, cudnn_graph::norm_forward_operation(shape_)),
+        backward_(handle, cudnn_graph::norm_backward_operation(shape_)),
+        forward_workspace_(static_cast<size_t>(forward_.workspace_bytes())),
+        backward_workspace_(static_cast<size_t>(backward_.workspace_bytes())) {
+    using namespace cudnn_graph;
+    forward_.bind({{kX, data.x()},
+                   {kScale, data.gamma()},
+                   {kBias, data.beta()},
+                   {kEpsilon, &epsilon_},
+                   {kY, y_.get()},
+                   {kMean, mean_.get()},
+                   {kInvVariance, inv_variance_.get()}},
+                  forward_workspace_.get());
+    backward_.bind({{kX, data.x()},
+                    {kDy, data.dy()},
+                    {kScale, data.gamma()},
+                    {kMean, mean_.get()},
+                    {kInvVariance, inv_variance_.get()},
+                    {kDx, dx_.get()},
+                    {kDscale, dgamma_.get()},
+                    {kDbias, dbeta_.get()}},
+                   backward_workspace_.get());
+  }
+  CudnnGraphNorm(const CudnnGraphNorm&) = delete;  // the forward pack holds &epsilon_
+  CudnnGraphNorm& operator=(const CudnnGraphNorm&) = delete;
+
+  void forward() { forward_.execute(); }
+  /// Requires: forward() ran (its mean and inverse std are the backward's inputs).
+  void backward() { backward_.execute(); }
+
+  const float* y() const { return y_.get(); }
+  const float* dx() const { return dx_.get(); }
+  const float* dgamma() const { return dgamma_.get(); }
+  const float* dbeta() const { return dbeta_.get(); }
+
+ private:
+  cudnn_graph::NormGraphShape shape_;
+  DeviceBuffer<float> y_, dx_, dgamma_, dbeta_, mean_, inv_variance_;
+  alignas(16) float epsilon_ = static_cast<float>(bench::kEps);  // passed by value
+  cudnn_graph::NormGraph forward_, backward_;
+  DeviceBuffer<unsigned char> forward_workspace_, backward_workspace_;
+};
+
+constexpr int kCompareThreads = 256, kCompareBlocks = 1024;
+
+/// max |ours[i] - theirs[i]| and max |ours[i]| over i < count; a NaN or infinite difference
+/// counts as infinite. Flat float arrays: each thread folds a grid-stride slice, each block folds
+/// its threads in shared memory and writes (difference, magnitude) to block_maxima[blockIdx.x];
+/// the host folds the blocks. One pass over both arrays; a max is exact in float, so the result
+/// does not depend on the order.
+__global__ void __launch_bounds__(kCompareThreads)
+    max_abs_difference_kernel(const float* ours, const float* theirs, int64_t count,
+                              float2* block_maxima) {
+  __shared__ float2 partial[kCompareThreads];
+  float difference = 0, magnitude = 0;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += step) {
+    const float d = fabsf(ours[i] - theirs[i]);
+    difference = d <= FLT_MAX ? fmaxf(difference, d) : INFINITY;
+    magnitude = fmaxf(magnitude, fabsf(ours[i]));
+  }
+  partial[threadIdx.x] = make_float2(difference, magnitude);
+  __syncthreads();
+  for (unsigned stride = kCompareThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      partial[threadIdx.x].x = fmaxf(partial[threadIdx.x].x, partial[threadIdx.x + stride].x);
+      partial[threadIdx.x].y = fmaxf(partial[threadIdx.x].y, partial[threadIdx.x + stride].y);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) block_maxima[blockIdx.x] = partial[0];
+}
+
+/// How far a tensor of cuDNN's is from ours.
+struct Difference {
+  double max_abs;   // max |cuDNN - ours|
+  double max_ours;  // max |ours|
+  bool agrees() const { return max_abs <= kCheckTolerance * std::max(1.0, max_ours); }
+};
+
+/// Requires: `ours` and `theirs` hold `count` floats of device memory written by work queued on
+/// `stream`. Ensures: their Difference, computed on the GPU after that work.
+Difference difference(const float* ours, const float* theirs, size_t count, cudaStream_t stream) {
+  const int blocks = static_cast<int>(
+      std::min<size_t>(kCompareBlocks, std::max<size_t>(1, (count + kCompareThreads - 1) /
+                                                               kCompareThreads)));
+  DeviceBuffer<float2> block_maxima(static_cast<size_t>(blocks));
+  max_abs_difference_kernel<<<blocks, kCompareThreads, 0, stream>>>(
+      ours, theirs, static_cast<int64_t>(count), block_maxima.get());
+  NORMLAB_CUDA_CHECK(cudaGetLastError());
+  std::vector<float2> host(static_cast<size_t>(blocks));
+  NORMLAB_CUDA_CHECK(cudaMemcpyAsync(host.data(), block_maxima.get(), host.size() * sizeof(float2),
+                                     cudaMemcpyDeviceToHost, stream));
+  NORMLAB_CUDA_CHECK(cudaStreamSynchronize(stream));
+  Difference result{0, 0};
+  for (const float2& b : host) {
+    result.max_abs = std::max(result.max_abs, static_cast<double>(b.x));
+    result.max_ours = std::max(result.max_ours, static_cast<double>(b.y));
+  }
+  return result;
+}
+
+/// The check of one pass: the compared tensors' largest differences, for the row.
+struct Check {
+  std::string text;  // "y 1.2e-06 ok", "dx 3.0e-06, dgamma ..., dbeta ... MISMATCH (...)"
+  double max_abs;    // the first tensor's (y forward, dx backward): the CSV column
+  bool agrees;
+};
+
+/// Requires: at least one tensor. Ensures: the check of `tensors` (name, Difference).
+Check check_of(const std::vector<std::pair<const char*, Difference>>& tensors) {
+  Check check{"", tensors.front().second.max_abs, true};
+  for (const auto& [name, d] : tensors) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%s%s %.1e", check.text.empty() ? "" : ", ", name, d.max_abs);
+    check.text += text;
+    check.agrees = check.agrees && d.agrees();
+  }
+  char verdict[96] = " ok";
+  if (!check.agrees)
+    std::snprintf(verdict, sizeof verdict, " MISMATCH (beyond %g x max(1, max |ours|))",
+                  kCheckTolerance);
+  check.text += verdict;
+  return check;
+}
+
 /// Times work queued on `stream`: each sample writes the L2 flush buffer, then brackets one call
 /// with events (see the file comment).
 class GpuTimer {
@@ -405,7 +564,8 @@ std::string number(bool present, double value, int decimals) {
   return text;
 }
 
-/// One measured pass: its bytes and the three timings (cuDNN's absent where it has no call).
+/// One measured pass: its bytes and the three timings (cuDNN's absent where it has no call),
+/// and the check of cuDNN's outputs against ours where they have their own.
 struct Row {
   const GpuNorm* norm;
   NormShape shape;
@@ -414,6 +574,7 @@ struct Row {
   Timing gpu;
   std::optional<Timing> cudnn;
   std::string cudnn_absent;  // why cudnn is empty
+  std::optional<Check> check;
   Timing cpu;
 };
 
@@ -426,25 +587,37 @@ void print_row(const Row& r, double peak_gbs, int threads, bool csv) {
                     percent = number(has_peak, has_peak ? 100 * gbs / peak_gbs : 0, 1);
   const double cudnn_seconds = has_cudnn ? r.cudnn->median : 0;
   const std::string cudnn_us = number(has_cudnn, 1e6 * cudnn_seconds, 2),
-                    cudnn_gbs = number(has_cudnn, has_cudnn ? bytes / cudnn_seconds / 1e9 : 0, 2);
+                    cudnn_gbs = number(has_cudnn, has_cudnn ? bytes / cudnn_seconds / 1e9 : 0, 2),
+                    ratio = number(has_cudnn, has_cudnn ? r.gpu.median / cudnn_seconds : 0, 3);
+  std::string max_abs = "n/a";
+  if (r.check) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3e", r.check->max_abs);
+    max_abs = text;
+  }
+  const char* check = !r.check ? "n/a" : r.check->agrees ? "ok" : "mismatch";
   const double cpu_gbs = bytes / r.cpu.median / 1e9;
   const NormShape& s = r.shape;
   if (csv) {
-    std::printf("%s,%lld,%lld,%lld,%lld,%d,%s,%.2f,%.2f,%.2f,%.0f,%.2f,%s,%s,%s,%s,%d,%.2f,%.2f\n",
-                r.norm->kind.name, static_cast<long long>(s.n), static_cast<long long>(s.c),
-                static_cast<long long>(s.h), static_cast<long long>(s.w), r.relu ? 1 : 0, r.pass,
-                1e6 * r.gpu.median, 1e6 * r.gpu.min, 1e6 * r.gpu.max, bytes, gbs, peak.c_str(),
-                percent.c_str(), cudnn_us.c_str(), cudnn_gbs.c_str(), threads, 1e6 * r.cpu.median,
-                cpu_gbs);
+    std::printf(
+        "%s,%lld,%lld,%lld,%lld,%d,%s,%.2f,%.2f,%.2f,%.0f,%.2f,%s,%s,%s,%s,%s,%s,%s,%d,%.2f,%.2f\n",
+        r.norm->kind.name, static_cast<long long>(s.n), static_cast<long long>(s.c),
+        static_cast<long long>(s.h), static_cast<long long>(s.w), r.relu ? 1 : 0, r.pass,
+        1e6 * r.gpu.median, 1e6 * r.gpu.min, 1e6 * r.gpu.max, bytes, gbs, peak.c_str(),
+        percent.c_str(), cudnn_us.c_str(), cudnn_gbs.c_str(), ratio.c_str(), max_abs.c_str(),
+        check, threads, 1e6 * r.cpu.median, cpu_gbs);
   } else {
     const std::string rows_by_d = std::to_string(s.n) + "x" + std::to_string(s.c);
     const std::string shape =
         r.norm->launchers == Launchers::LastDimLayerNorm
             ? rows_by_d
             : rows_by_d + "x" + std::to_string(s.h) + "x" + std::to_string(s.w);
-    const std::string cudnn = has_cudnn ? number(true, 1e6 * cudnn_seconds, 1) + " us " +
-                                              number(true, bytes / cudnn_seconds / 1e9, 1) + " GB/s"
-                                        : "n/a (" + r.cudnn_absent + ")";
+    std::string cudnn = "n/a (" + r.cudnn_absent + ")";
+    if (has_cudnn) {
+      cudnn = number(true, 1e6 * cudnn_seconds, 1) + " us " +
+              number(true, bytes / cudnn_seconds / 1e9, 1) + " GB/s, ours/cuDNN time " + ratio;
+      if (r.check) cudnn += ", max |cuDNN - ours| " + r.check->text;
+    }
     const std::string of_peak = has_peak ? percent + "% of peak" : "peak n/a";
     std::printf(
         "%-7s %-14s relu=%d %-8s %9.1f us (min %.1f, max %.1f) %7.1f GB/s %15s | cuDNN %s | "
@@ -494,7 +667,8 @@ int run(int argc, char** argv) {
     std::printf(
         "norm,N,C,H,W,relu,pass,microseconds_median,microseconds_min,microseconds_max,bytes,"
         "gb_per_s,peak_gb_per_s,percent_of_peak,cudnn_microseconds_median,cudnn_gb_per_s,"
-        "cpu_threads,cpu_microseconds_median,cpu_gb_per_s\n");
+        "ours_over_cudnn_time,cudnn_max_abs_diff,cudnn_check,cpu_threads,cpu_microseconds_median,"
+        "cpu_gb_per_s\n");
   } else {
     const size_t cudnn_version = cudnnGetVersion();
     const std::string cudnn_state = cudnn ? "" : " (unusable: " + cudnn_failure + ")";
@@ -504,16 +678,18 @@ int run(int argc, char** argv) {
         "%.1f MiB write; cuDNN %zu.%zu.%zu%s; CPU kernels on %d threads; %d repeats (+%d "
         "warm-up); float32, training mode, affine, eps %g; gn = GroupNorm(4), ln = "
         "GroupNorm(1), ln_last = LayerNorm over the last dimension of [N, C] (CPU: GroupNorm(1) "
-        "of [N, C, 1, 1])\n%s\n",
+        "of [N, C, 1, 1]); cuDNN: legacy BatchNorm for bn, graph norm operations for gn, ln "
+        "(GROUP_NORM) and ln_last (LAYER_NORM), whose y (forward) and dx, dgamma, dbeta "
+        "(backward) are checked against ours: max |cuDNN - ours| <= %g x max(1, max |ours|)\n%s\n",
         device, info.name.c_str(), info.major, info.minor, info.sms,
         number(info.peak_gbs() > 0, info.peak_gbs(), 0).c_str(), info.memory_clock_khz / 1000,
         info.bus_bits, info.l2_bytes / 1048576.0, flush_bytes / 1048576.0, cudnn_version / 10000,
         cudnn_version % 10000 / 100, cudnn_version % 100, cudnn_state.c_str(), threads, repeats,
-        warmup, bench::kEps, bench::kByteConvention);
+        warmup, bench::kEps, kCheckTolerance, bench::kByteConvention);
   }
 
   std::mt19937 rng(1);
-  int rows = 0;
+  int rows = 0, mismatches = 0;
   for (const GpuNorm& norm : kNorms) {
     for (const NormShape& shape : shapes(norm, quick)) {
       for (const bool relu : {false, true}) {
@@ -523,32 +699,59 @@ int run(int argc, char** argv) {
         const Timing gpu_backward = timer.time([&] { gpu.backward(); }, warmup, repeats);
 
         std::optional<Timing> cudnn_forward, cudnn_backward;
+        std::optional<Check> forward_check, backward_check;
         std::string cudnn_absent;  // why the cuDNN columns are n/a
-        if (norm.cudnn_absent != nullptr) {
-          cudnn_absent = norm.cudnn_absent;
-        } else if (relu) {
-          cudnn_absent = "cuDNN fuses BN + ReLU only in its ...Ex calls (NHWC half); not wired up";
+        if (relu) {
+          cudnn_absent =
+              norm.cudnn == CudnnCall::LegacyBatchNorm
+                  ? "cuDNN fuses BN + ReLU only in its ...Ex calls (NHWC half); not wired up"
+                  : "a ReLU would be a second (pointwise) operation in cuDNN's graph; not wired up";
         } else if (!cudnn) {
           cudnn_absent = cudnn_failure;
-        } else {
+        } else if (norm.cudnn == CudnnCall::LegacyBatchNorm) {
           CudnnBatchNorm reference(cudnn->get(), gpu);
           reference.forward();
           cudnn_forward = timer.time([&] { reference.forward(); }, warmup, repeats);
           cudnn_backward = timer.time([&] { reference.backward(); }, warmup, repeats);
+        } else {
+          try {
+            const cudnnBackendNormMode_t mode =
+                norm.cudnn == CudnnCall::GraphLayerNorm ? CUDNN_LAYER_NORM : CUDNN_GROUP_NORM;
+            CudnnGraphNorm reference(cudnn->get(), gpu, mode, norm.kind.groups);
+            reference.forward();
+            cudnn_forward = timer.time([&] { reference.forward(); }, warmup, repeats);
+            cudnn_backward = timer.time([&] { reference.backward(); }, warmup, repeats);
+            const auto numel = static_cast<size_t>(shape.numel()), c = static_cast<size_t>(shape.c);
+            forward_check = check_of({{"y", difference(gpu.y(), reference.y(), numel, stream)}});
+            backward_check =
+                check_of({{"dx", difference(gpu.dx(), reference.dx(), numel, stream)},
+                          {"dgamma", difference(gpu.dgamma(), reference.dgamma(), c, stream)},
+                          {"dbeta", difference(gpu.dbeta(), reference.dbeta(), c, stream)}});
+            mismatches += (forward_check->agrees ? 0 : 1) + (backward_check->agrees ? 0 : 1);
+          } catch (const Error& e) {
+            cudnn_forward.reset();
+            cudnn_backward.reset();
+            forward_check.reset();
+            cudnn_absent = e.what();
+          }
         }
 
         const bench::CpuPassTimes cpu =
             bench::time_cpu_norm(norm.kind, shape, relu, threads, warmup, repeats);
-        print_row(
-            {&norm, shape, relu, "forward", gpu_forward, cudnn_forward, cudnn_absent, cpu.forward},
-            info.peak_gbs(), threads, csv);
+        print_row({&norm, shape, relu, "forward", gpu_forward, cudnn_forward, cudnn_absent,
+                   forward_check, cpu.forward},
+                  info.peak_gbs(), threads, csv);
         print_row({&norm, shape, relu, "backward", gpu_backward, cudnn_backward, cudnn_absent,
-                   cpu.backward},
+                   backward_check, cpu.backward},
                   info.peak_gbs(), threads, csv);
         rows += 2;
       }
     }
   }
+  if (!csv && mismatches > 0)
+    std::printf("bench_norms_cuda: cuDNN's outputs differ from ours beyond the tolerance on %d "
+                "passes (marked MISMATCH)\n",
+                mismatches);
   if (!csv) std::printf("bench_norms_cuda: measured %d rows on %s\n", rows, info.name.c_str());
   return 0;
 }
