@@ -448,9 +448,8 @@ struct Difference {
 /// Requires: `ours` and `theirs` hold `count` floats of device memory written by work queued on
 /// `stream`. Ensures: their Difference, computed on the GPU after that work.
 Difference difference(const float* ours, const float* theirs, size_t count, cudaStream_t stream) {
-  const int blocks = static_cast<int>(
-      std::min<size_t>(kCompareBlocks, std::max<size_t>(1, (count + kCompareThreads - 1) /
-                                                               kCompareThreads)));
+  const int blocks = static_cast<int>(std::min<size_t>(
+      kCompareBlocks, std::max<size_t>(1, (count + kCompareThreads - 1) / kCompareThreads)));
   DeviceBuffer<float2> block_maxima(static_cast<size_t>(blocks));
   max_abs_difference_kernel<<<blocks, kCompareThreads, 0, stream>>>(
       ours, theirs, static_cast<int64_t>(count), block_maxima.get());
@@ -604,8 +603,8 @@ void print_row(const Row& r, double peak_gbs, int threads, bool csv) {
         r.norm->kind.name, static_cast<long long>(s.n), static_cast<long long>(s.c),
         static_cast<long long>(s.h), static_cast<long long>(s.w), r.relu ? 1 : 0, r.pass,
         1e6 * r.gpu.median, 1e6 * r.gpu.min, 1e6 * r.gpu.max, bytes, gbs, peak.c_str(),
-        percent.c_str(), cudnn_us.c_str(), cudnn_gbs.c_str(), ratio.c_str(), max_abs.c_str(),
-        check, threads, 1e6 * r.cpu.median, cpu_gbs);
+        percent.c_str(), cudnn_us.c_str(), cudnn_gbs.c_str(), ratio.c_str(), max_abs.c_str(), check,
+        threads, 1e6 * r.cpu.median, cpu_gbs);
   } else {
     const std::string rows_by_d = std::to_string(s.n) + "x" + std::to_string(s.c);
     const std::string shape =
@@ -749,9 +748,10 @@ int run(int argc, char** argv) {
     }
   }
   if (!csv && mismatches > 0)
-    std::printf("bench_norms_cuda: cuDNN's outputs differ from ours beyond the tolerance on %d "
-                "passes (marked MISMATCH)\n",
-                mismatches);
+    std::printf(
+        "bench_norms_cuda: cuDNN's outputs differ from ours beyond the tolerance on %d "
+        "passes (marked MISMATCH)\n",
+        mismatches);
   if (!csv) std::printf("bench_norms_cuda: measured %d rows on %s\n", rows, info.name.c_str());
   return 0;
 }

@@ -54,8 +54,8 @@ inline void check(cudnnStatus_t status, const std::string& call) {
   if (status == CUDNN_STATUS_SUCCESS) return;
   const std::string message = last_error_message();
   throw Error(normlab::detail::concat(call, " returned ", cudnnGetErrorString(status), " (",
-                             static_cast<int>(status), ")", message.empty() ? "" : ": ",
-                             message));
+                                      static_cast<int>(status), ")", message.empty() ? "" : ": ",
+                                      message));
 }
 
 /// An attribute and its name for error messages, as Descriptor::set takes them:
@@ -95,7 +95,9 @@ class Descriptor {
     const cudnnBackendDescriptor_t raw = value.get();
     set(attribute, attribute_name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw);
   }
-  void finalize() { check(cudnnBackendFinalize(descriptor_), "cudnnBackendFinalize(" + name_ + ")"); }
+  void finalize() {
+    check(cudnnBackendFinalize(descriptor_), "cudnnBackendFinalize(" + name_ + ")");
+  }
 
  private:
   cudnnBackendDescriptor_t descriptor_ = nullptr;
@@ -200,8 +202,8 @@ inline NormOperation norm_forward_operation(const NormGraphShape& s) {
   const cudnnBackendNormFwdPhase_t phase = CUDNN_NORM_FWD_TRAINING;
   op.set(NORMLAB_GRAPH_ATTRIBUTE(CUDNN_ATTR_OPERATION_NORM_FWD_MODE), CUDNN_TYPE_NORM_MODE, 1,
          &mode);
-  op.set(NORMLAB_GRAPH_ATTRIBUTE(CUDNN_ATTR_OPERATION_NORM_FWD_PHASE), CUDNN_TYPE_NORM_FWD_PHASE,
-         1, &phase);
+  op.set(NORMLAB_GRAPH_ATTRIBUTE(CUDNN_ATTR_OPERATION_NORM_FWD_PHASE), CUDNN_TYPE_NORM_FWD_PHASE, 1,
+         &phase);
   op.set(NORMLAB_GRAPH_ATTRIBUTE(CUDNN_ATTR_OPERATION_NORM_FWD_XDESC), tensor_named(tensors, "x"));
   op.set(NORMLAB_GRAPH_ATTRIBUTE(CUDNN_ATTR_OPERATION_NORM_FWD_SCALE_DESC),
          tensor_named(tensors, "scale"));
@@ -273,8 +275,8 @@ class NormGraph {
     const cudnnBackendDescriptor_t ops[] = {operation_.operation.get()};
     graph_.set(NORMLAB_GRAPH_ATTRIBUTE(CUDNN_ATTR_OPERATIONGRAPH_OPS),
                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, ops);
-    // Deprecated in 9.19's headers (in favour of CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR, added in
-    // 9.x), still accepted, and what every cuDNN 9 release takes.
+    // Marked deprecated in 9.19's header (its replacement: a CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR)
+    // but still accepted; every cuDNN 8 and 9 release takes the handle.
     graph_.set(NORMLAB_GRAPH_ATTRIBUTE(CUDNN_ATTR_OPERATIONGRAPH_HANDLE), CUDNN_TYPE_HANDLE, 1,
                &handle_);
     graph_.finalize();
@@ -341,10 +343,10 @@ class NormGraph {
                    &mode);
     heuristics.finalize();
     int64_t count = 0;
-    check(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                   CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr),
-          "cudnnBackendGetAttribute(" + heuristics.name() +
-              ", CUDNN_ATTR_ENGINEHEUR_RESULTS count)");
+    check(
+        cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr),
+        "cudnnBackendGetAttribute(" + heuristics.name() + ", CUDNN_ATTR_ENGINEHEUR_RESULTS count)");
     if (count <= 0) {
       *refusal = "no engine configuration";
       return false;
