@@ -451,8 +451,8 @@ Difference difference(const float* ours, const float* theirs, size_t count, cuda
   const int blocks = static_cast<int>(std::min<size_t>(
       kCompareBlocks, std::max<size_t>(1, (count + kCompareThreads - 1) / kCompareThreads)));
   DeviceBuffer<float2> block_maxima(static_cast<size_t>(blocks));
-  max_abs_difference_kernel<<<blocks, kCompareThreads, 0, stream>>>(
-      ours, theirs, static_cast<int64_t>(count), block_maxima.get());
+  NORMLAB_CUDA_LAUNCH(blocks, kCompareThreads, 0, stream, max_abs_difference_kernel)
+  (ours, theirs, static_cast<int64_t>(count), block_maxima.get());
   NORMLAB_CUDA_CHECK(cudaGetLastError());
   std::vector<float2> host(static_cast<size_t>(blocks));
   NORMLAB_CUDA_CHECK(cudaMemcpyAsync(host.data(), block_maxima.get(), host.size() * sizeof(float2),
