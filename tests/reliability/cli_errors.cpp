@@ -63,7 +63,7 @@ TEST_CASE("the synthetic data set trains (the fixture the error cases break)",
   CHECK(fs::exists(dir.file("out/results.md")));
 }
 
-TEST_CASE("--device cuda without a usable GPU says why and trains on the CPU", "[reliability][cli]") {
+TEST_CASE("cifar10_norms --device cuda without a usable GPU says why and trains on the CPU", "[reliability][cli]") {
   testing::TempDir dir("cli_device");
   testing::write_synthetic_cifar10(dir.file("data"), 64);
   const ProcessResult r = run(tiny_run(dir.file("data"), dir.file("out")), dir, {"--device", "cuda"});
