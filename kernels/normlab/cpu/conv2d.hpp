@@ -1,5 +1,9 @@
 // 2-D convolution CPU kernels on NCHW tensors: forward, data gradient (dgrad) and weight/bias
-// gradient (wgrad), all as GEMMs on the blocked driver of kernels/normlab/cpu/gemm.hpp.
+// gradient (wgrad), as GEMMs on the blocked driver of kernels/normlab/cpu/gemm.hpp, or, for float
+// with AVX-512 and stride-1 kernels larger than 1x1 (every 3x3 layer of the CIFAR model), as the
+// direct register-tiled kernels of conv2d_direct.hpp on the same padded grid (no packing; dgrad
+// as the forward convolution of dy with the flipped weights). The GEMM path below serves double,
+// non-AVX-512 builds, strides > 1 and 1x1 layers (whose unpadded image already is the B matrix).
 //
 // Per image n, with Kp = Cin * KH * KW patch elements and col(x_n) the Kp x P im2col matrix
 // (row (ci, kh, kw), column = output pixel):
@@ -36,9 +40,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <omp.h>
 
 #include "normlab/common/conv2d_geometry.hpp"
+#include "normlab/cpu/conv2d_direct.hpp"
 #include "normlab/cpu/gemm.hpp"
 
 namespace normlab::cpu {
@@ -66,8 +72,60 @@ struct ConvThreadWorkspace {
   static int64_t partials(const Conv2dGeometry& g) {
     return grid(g) + round_up_to_line(g.out_channels * g.grid_pixels(), sizeof(T));
   }
-  static int64_t size(const Conv2dGeometry& g) {
-    return partials(g) + round_up_to_line(g.out_channels * g.patch_size() + g.out_channels, sizeof(T));
+  static int64_t partials_size(const Conv2dGeometry& g) {
+    return round_up_to_line(g.out_channels * g.patch_size() + g.out_channels, sizeof(T));
+  }
+  static int64_t size(const Conv2dGeometry& g) { return partials(g) + partials_size(g); }
+};
+
+}  // namespace detail
+
+namespace detail {
+
+/// Whether T and g take the direct kernels of conv2d_direct.hpp (float with AVX-512).
+template <typename T>
+bool direct_forward(const Conv2dGeometry& g) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return direct_forward_applies(g);
+#endif
+  (void)g;
+  return false;
+}
+template <typename T>
+bool direct_backward_data(const Conv2dGeometry& g) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) return direct_backward_data_applies(g);
+#endif
+  (void)g;
+  return false;
+}
+
+/// The workspace: the direct kernels' packed weights (shared), then one slice per thread, big
+/// enough for the GEMM path's ConvThreadWorkspace or for the direct kernels' padded input.
+template <typename T>
+struct ConvWorkspace {
+  static int64_t shared(const Conv2dGeometry& g) {
+    int64_t size = 0;
+#if defined(__AVX512F__)
+    if (direct_forward<T>(g)) size = direct_packed_weights_size(g);
+    if (direct_backward_data<T>(g))
+      size = std::max(size, direct_packed_weights_size(direct_backward_data_geometry(g)));
+#endif
+    return round_up_to_line(size, sizeof(T));
+  }
+  static int64_t per_thread(const Conv2dGeometry& g, int threads) {
+    int64_t size = ConvThreadWorkspace<T>::size(g);
+    (void)threads;
+#if defined(__AVX512F__)
+    if (direct_forward<T>(g)) {
+      const int64_t group = direct_wgrad_group(g, (g.batch + threads - 1) / threads);
+      size = std::max({size, direct_padded_input_size(g),
+                       ConvThreadWorkspace<T>::partials_size(g) + direct_wgrad_buffers_size(g, group)});
+    }
+    if (direct_backward_data<T>(g))
+      size = std::max(size, direct_padded_input_size(direct_backward_data_geometry(g)));
+#endif
+    return round_up_to_line(size, sizeof(T));
   }
 };
 
@@ -77,7 +135,8 @@ struct ConvThreadWorkspace {
 /// with `threads` threads.
 template <typename T>
 int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) {
-  return threads * detail::ConvThreadWorkspace<T>::size(g);
+  using Layout = detail::ConvWorkspace<T>;
+  return Layout::shared(g) + threads * Layout::per_thread(g, threads);
 }
 
 namespace detail {
@@ -266,6 +325,39 @@ struct GridCol2imC {
   }
 };
 
+#if defined(__AVX512F__)
+/// The direct kernels over a batch: out_n (+)= bias + conv(in_n) for forward geometry f, where
+/// weight(o, c, tap) reads the weights in the caller's layout. They are packed into `packed`
+/// (direct_packed_weights_size(f) floats) by the team, then each thread pads its images into its
+/// own slice of `slices` (per_thread floats each).
+template <typename WeightAt>
+void direct_conv_batch(const Conv2dGeometry& f, const float* in, WeightAt weight, const float* bias,
+                       float* out, bool accumulate, float* packed, float* slices, int64_t per_thread,
+                       int threads) {
+  const int64_t blocks = (f.out_channels + kDirectChannels - 1) / kDirectChannels;
+  const int64_t p = f.padding, W = f.width, Wp = f.padded_width();
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) pack_direct_weights_block(f, b, weight, packed);
+    // The zero border (and the slack) is written once; each image then overwrites the interior.
+    float* padded = slices + omp_get_thread_num() * per_thread;
+    std::fill(padded, padded + direct_padded_input_size(f), 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < f.batch; ++n) {
+      const float* image = in + n * f.in_channels * f.in_pixels();
+      for (int64_t c = 0; c < f.in_channels; ++c)
+        for (int64_t h = 0; h < f.height; ++h) {
+          const float* from = image + (c * f.height + h) * W;
+          float* to = padded + (c * f.padded_height() + p + h) * Wp + p;
+          for (int64_t w = 0; w < W; ++w) to[w] = from[w];
+        }
+      direct_conv_image(f, padded, packed, bias, out + n * f.out_channels * f.out_pixels(), accumulate);
+    }
+  }
+}
+#endif
+
 }  // namespace detail
 
 /// Forward: y[n, co, oh, ow] = bias[co] + sum_{ci, kh, kw} w[co, ci, kh, kw] *
@@ -278,11 +370,22 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, T* y, const Conv
                     T* workspace, int threads) {
   using Layout = detail::ConvThreadWorkspace<T>;
   const int64_t M = g.out_channels, K = g.patch_size();
-  const int64_t per_thread = Layout::size(g);
+  const int64_t per_thread = detail::ConvWorkspace<T>::per_thread(g, threads);
+  T* slices = workspace + detail::ConvWorkspace<T>::shared(g);
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::direct_forward_applies(g)) {
+      const int64_t taps = g.kernel_h * g.kernel_w;
+      const auto w_at = [&](int64_t o, int64_t c, int64_t t) { return weight[(o * g.in_channels + c) * taps + t]; };
+      detail::direct_conv_batch(g, x, w_at, bias, y, false, workspace, slices, per_thread, threads);
+      return;
+    }
+  }
+#endif
   const StridedA<T> w{weight, K, 1};
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t n = 0; n < g.batch; ++n) {
-    T* ws = workspace + omp_get_thread_num() * per_thread;
+    T* ws = slices + omp_get_thread_num() * per_thread;
     const T* image = x + n * g.in_channels * g.in_pixels();
     if (g.padding > 0) {
       detail::pad_image(image, g, ws + Layout::kPadded);
@@ -306,11 +409,26 @@ void conv2d_backward_data(const T* dy, const T* weight, T* dx, const Conv2dGeome
   using Layout = detail::ConvThreadWorkspace<T>;
   const int64_t M = g.patch_size(), N = g.grid_pixels(), K = g.out_channels;
   const int64_t image_size = g.in_channels * g.in_pixels();
-  const int64_t per_thread = Layout::size(g);
+  const int64_t per_thread = detail::ConvWorkspace<T>::per_thread(g, threads);
+  T* slices = workspace + detail::ConvWorkspace<T>::shared(g);
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::direct_backward_data_applies(g)) {
+      // dx = dy convolved with w'[ci, co, tap] = w[co, ci, last tap - tap] (conv2d_direct.hpp).
+      const int64_t taps = g.kernel_h * g.kernel_w;
+      const auto w_at = [&](int64_t o, int64_t c, int64_t t) {
+        return weight[(c * g.in_channels + o) * taps + taps - 1 - t];
+      };
+      detail::direct_conv_batch(detail::direct_backward_data_geometry(g), dy, w_at, nullptr, dx,
+                                accumulate, workspace, slices, per_thread, threads);
+      return;
+    }
+  }
+#endif
   const StridedA<T> w_transposed{weight, 1, M};
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t n = 0; n < g.batch; ++n) {
-    T* ws = workspace + omp_get_thread_num() * per_thread;
+    T* ws = slices + omp_get_thread_num() * per_thread;
     const T* grad_out = dy + n * K * g.out_pixels();
     if (!g.output_is_grid()) {
       detail::spread_to_grid(grad_out, g, ws + Layout::grid(g));
@@ -336,41 +454,56 @@ void conv2d_backward_weights(const T* x, const T* dy, T* dweight, T* dbias, cons
   using Layout = detail::ConvThreadWorkspace<T>;
   const int64_t M = g.out_channels, N = g.patch_size(), K = g.grid_pixels(), P = g.out_pixels();
   const int64_t image_size = g.in_channels * g.in_pixels();
-  const int64_t per_thread = Layout::size(g);
-  const int64_t partials = Layout::partials(g);
+  const int64_t per_thread = detail::ConvWorkspace<T>::per_thread(g, threads);
+  const bool direct = detail::direct_forward<T>(g);
+  // The direct kernel keeps the partials at the start of a thread's slice, its buffers after.
+  const int64_t partials = direct ? 0 : Layout::partials(g);
+  T* slices = workspace + detail::ConvWorkspace<T>::shared(g);
 #pragma omp parallel num_threads(threads)
   {
     const int team = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t first = g.batch * t / team, last = g.batch * (t + 1) / team;
-    T* ws = workspace + t * per_thread;
+    T* ws = slices + t * per_thread;
     T* partial_weight = ws + partials;
     T* partial_bias = partial_weight + M * N;
-    for (int64_t n = first; n < last; ++n) {
-      const T* grad_out = dy + n * M * P;
-      if (dweight) {
+    if (direct) {
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>) {
+        if (dweight && first < last) {
+          T* buffers = ws + Layout::partials_size(g);
+          const int64_t group = detail::direct_wgrad_group(g, (g.batch + threads - 1) / threads);
+          std::fill(partial_weight, partial_weight + M * N, T(0));
+          std::fill(buffers, buffers + detail::direct_wgrad_buffers_size(g, group), T(0));
+          detail::direct_wgrad_images(g, x, dy, first, last, group, buffers, partial_weight);
+        }
+      }
+#endif
+    } else if (dweight) {
+      for (int64_t n = first; n < last; ++n) {
         const T* image = x + n * image_size;
         if (g.padding > 0) {
           detail::pad_image(image, g, ws + Layout::kPadded);
           image = ws + Layout::kPadded;
         }
-        const T* grid = grad_out;
+        const T* grid = dy + n * M * P;
         if (!g.output_is_grid()) {
-          detail::spread_to_grid(grad_out, g, ws + Layout::grid(g));
+          detail::spread_to_grid(grid, g, ws + Layout::grid(g));
           grid = ws + Layout::grid(g);
         }
         gemm_blocked(M, N, K, StridedA<T>{grid, K, 1},
                      detail::GridIm2colTransposedB<T>{image, g, ws + Layout::kScratch},
                      StridedC<T>{partial_weight, N, T(1), n == first ? T(0) : T(1), nullptr}, ws);
       }
-      if (dbias) {
+    }
+    if (dbias) {
+      for (int64_t n = first; n < last; ++n)
         for (int64_t co = 0; co < M; ++co) {
-          const T* row = grad_out + co * P;
+          const T* row = dy + (n * M + co) * P;
           T sum = T(0);
 #pragma omp simd reduction(+ : sum)
           for (int64_t p = 0; p < P; ++p) sum += row[p];
           partial_bias[co] = n == first ? sum : partial_bias[co] + sum;
         }
-      }
     }
 #pragma omp barrier
     // Sum the partials of the threads that had images, in thread order.
@@ -380,7 +513,7 @@ void conv2d_backward_weights(const T* x, const T* dy, T* dweight, T* dbias, cons
         T sum = T(0);
         for (int u = 0; u < team; ++u)
           if (g.batch * u / team < g.batch * (u + 1) / team)
-            sum += workspace[u * per_thread + partials + offset + e];
+            sum += slices[u * per_thread + partials + offset + e];
         out[e] = accumulate ? out[e] + sum : sum;
       }
     };
