@@ -122,9 +122,10 @@ inline void write_results(const Options& o, const std::vector<NormRun>& runs, in
   md << "- Seed " << o.seed << ", " << o.device.str() << ", " << threads << " threads, batch " << o.batch << ", " << o.epochs
      << " epochs, dropout " << o.dropout << ", GroupNorm groups " << o.groups << "\n";
   md << "- Data: " << train_images << " training and " << test_images << " test images"
-     << (o.augment ? "; augmentation: random crop (pad 4), horizontal flip, RandAugment (N=2, M=9) with p = " +
-                         std::to_string(o.randaugment).substr(0, 4)
-                   : "; no augmentation")
+     << (!o.augment              ? "; no augmentation"
+         : o.randaugment == 0.0 ? "; augmentation: random crop (pad 4), horizontal flip, no RandAugment"
+                                : "; augmentation: random crop (pad 4), horizontal flip, RandAugment (N=2, M=9) with p = " +
+                                      std::to_string(o.randaugment).substr(0, 4))
      << "\n";
   for (const NormRun& r : runs) md << "- " << norm_label(r.norm) << " recipe: " << r.recipe.describe() << "\n";
   normlab::io::write_file_atomic(output_path(o, "results.md"), md.str(), "results.md");
