@@ -84,20 +84,10 @@ namespace detail {
 
 /// Whether T and g take the direct kernels of conv2d_direct.hpp (float with AVX-512).
 template <typename T>
-bool direct_forward(const Conv2dGeometry& g) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return direct_forward_applies(g);
-#endif
-  (void)g;
-  return false;
-}
+bool direct_forward(const Conv2dGeometry& g) { return kHasDirectKernels<T> && direct_forward_applies(g); }
 template <typename T>
 bool direct_backward_data(const Conv2dGeometry& g) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) return direct_backward_data_applies(g);
-#endif
-  (void)g;
-  return false;
+  return kHasDirectKernels<T> && direct_backward_data_applies(g);
 }
 
 /// The workspace: the direct kernels' packed weights (shared), then one slice per thread, big
@@ -106,6 +96,7 @@ template <typename T>
 struct ConvWorkspace {
   static int64_t shared(const Conv2dGeometry& g) {
     int64_t size = 0;
+    (void)g;
 #if defined(__AVX512F__)
     if (direct_forward<T>(g)) size = direct_packed_weights_size(g);
     if (direct_backward_data<T>(g))

@@ -32,19 +32,22 @@
 // empty asm statement that pins it in a register.
 #pragma once
 
-#if defined(__AVX512F__)
-
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "normlab/common/conv2d_geometry.hpp"
 
 namespace normlab::cpu::detail {
 
-inline constexpr int64_t kDirectChannels = 4;  // output channels per register tile
-inline constexpr int64_t kDirectVectors = 6;   // grid vectors (of 16 columns) per register tile
+/// Whether the direct kernels exist for T in this build.
+template <typename T>
+inline constexpr bool kHasDirectKernels =
+#if defined(__AVX512F__)
+    std::is_same_v<T, float>;
+#else
+    false;
+#endif
 
 /// Which convolutions the direct kernels take: stride 1 with a kernel larger than 1x1 (forward);
 /// the data gradient also needs a square kernel and padding <= kernel - 1, so that it is itself
@@ -63,6 +66,18 @@ inline Conv2dGeometry direct_backward_data_geometry(const Conv2dGeometry& g) {
   return {g.batch,       g.out_channels, g.out_height(), g.out_width(), g.in_channels,
           g.kernel_h,    g.kernel_w,     1,              g.kernel_h - 1 - g.padding};
 }
+
+}  // namespace normlab::cpu::detail
+
+#if defined(__AVX512F__)
+
+#include <immintrin.h>
+
+namespace normlab::cpu::detail {
+
+inline constexpr int64_t kDirectChannels = 4;  // output channels per register tile
+inline constexpr int64_t kDirectVectors = 6;   // grid vectors (of 16 columns) per register tile
+
 
 /// Floats of the packed weights for forward geometry f (output channels rounded up to 4).
 inline int64_t direct_packed_weights_size(const Conv2dGeometry& f) {
