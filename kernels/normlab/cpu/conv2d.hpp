@@ -78,10 +78,6 @@ struct ConvThreadWorkspace {
   static int64_t size(const Conv2dGeometry& g) { return partials(g) + partials_size(g); }
 };
 
-}  // namespace detail
-
-namespace detail {
-
 /// Whether T and g take the direct kernels of conv2d_direct.hpp (float with AVX-512).
 template <typename T>
 bool direct_forward(const Conv2dGeometry& g) { return kHasDirectKernels<T> && direct_forward_applies(g); }
@@ -109,7 +105,7 @@ struct ConvWorkspace {
     (void)threads;
 #if defined(__AVX512F__)
     if (direct_forward<T>(g)) {
-      const int64_t group = direct_wgrad_group(g, (g.batch + threads - 1) / threads);
+      const int64_t group = direct_wgrad_group(g, threads);
       size = std::max({size, direct_padded_input_size(g),
                        ConvThreadWorkspace<T>::partials_size(g) + direct_wgrad_buffers_size(g, group)});
     }
@@ -326,7 +322,6 @@ void direct_conv_batch(const Conv2dGeometry& f, const float* in, WeightAt weight
                        float* out, bool accumulate, float* packed, float* slices, int64_t per_thread,
                        int threads) {
   const int64_t blocks = (f.out_channels + kDirectChannels - 1) / kDirectChannels;
-  const int64_t p = f.padding, W = f.width, Wp = f.padded_width();
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static)
@@ -336,13 +331,7 @@ void direct_conv_batch(const Conv2dGeometry& f, const float* in, WeightAt weight
     std::fill(padded, padded + direct_padded_input_size(f), 0.0f);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < f.batch; ++n) {
-      const float* image = in + n * f.in_channels * f.in_pixels();
-      for (int64_t c = 0; c < f.in_channels; ++c)
-        for (int64_t h = 0; h < f.height; ++h) {
-          const float* from = image + (c * f.height + h) * W;
-          float* to = padded + (c * f.padded_height() + p + h) * Wp + p;
-          for (int64_t w = 0; w < W; ++w) to[w] = from[w];
-        }
+      copy_into_padded(in + n * f.in_channels * f.in_pixels(), f, padded);
       direct_conv_image(f, padded, packed, bias, out + n * f.out_channels * f.out_pixels(), accumulate);
     }
   }
@@ -462,7 +451,7 @@ void conv2d_backward_weights(const T* x, const T* dy, T* dweight, T* dbias, cons
       if constexpr (std::is_same_v<T, float>) {
         if (dweight && first < last) {
           T* buffers = ws + Layout::partials_size(g);
-          const int64_t group = detail::direct_wgrad_group(g, (g.batch + threads - 1) / threads);
+          const int64_t group = detail::direct_wgrad_group(g, threads);
           std::fill(partial_weight, partial_weight + M * N, T(0));
           std::fill(buffers, buffers + detail::direct_wgrad_buffers_size(g, group), T(0));
           detail::direct_wgrad_images(g, x, dy, first, last, group, buffers, partial_weight);

@@ -78,6 +78,8 @@ namespace normlab::cpu::detail {
 inline constexpr int64_t kDirectChannels = 4;  // output channels per register tile
 inline constexpr int64_t kDirectVectors = 6;   // grid vectors (of 16 columns) per register tile
 
+/// Vectors of 16 columns covering the grid's L = (OH - 1) * Wp + OW columns.
+inline int64_t grid_vectors(const Conv2dGeometry& f) { return (f.grid_pixels() + 15) / 16; }
 
 /// Floats of the packed weights for forward geometry f (output channels rounded up to 4).
 inline int64_t direct_packed_weights_size(const Conv2dGeometry& f) {
@@ -88,6 +90,18 @@ inline int64_t direct_packed_weights_size(const Conv2dGeometry& f) {
 /// the grid reads past the end (its columns are never stored).
 inline int64_t direct_padded_input_size(const Conv2dGeometry& f) {
   return f.in_channels * f.padded_pixels() + 16;
+}
+
+/// Copies image [Cin, H, W] into the interior of `padded` [Cin, Hp, Wp]; the zero border, written
+/// once by the caller, is left as it is.
+inline void copy_into_padded(const float* image, const Conv2dGeometry& f, float* padded) {
+  const int64_t p = f.padding, W = f.width, Wp = f.padded_width();
+  for (int64_t c = 0; c < f.in_channels; ++c)
+    for (int64_t h = 0; h < f.height; ++h) {
+      const float* from = image + (c * f.height + h) * W;
+      float* to = padded + (c * f.padded_height() + p + h) * Wp + p;
+      for (int64_t w = 0; w < W; ++w) to[w] = from[w];
+    }
 }
 
 /// Packs the weights of forward geometry f, channel block b (output channels 4b..4b+3):
@@ -189,7 +203,7 @@ void direct_chunk(const Conv2dGeometry& f, const float* padded, const float* pac
 /// direct_padded_input_size(f) readable floats) with the packed weights.
 inline void direct_conv_image(const Conv2dGeometry& f, const float* padded, const float* packed,
                               const float* bias, float* out, bool accumulate) {
-  const int64_t vectors = (f.grid_pixels() + 15) / 16;
+  const int64_t vectors = grid_vectors(f);
   const int64_t chunks = (vectors + kDirectVectors - 1) / kDirectVectors;
   for (int64_t k = 0, first = 0; k < chunks; ++k) {
     const int64_t nv = vectors * (k + 1) / chunks - vectors * k / chunks;  // balanced, 1..6
@@ -219,21 +233,21 @@ inline int64_t direct_wgrad_padded_size(const Conv2dGeometry& g) {
   return (direct_padded_input_size(g) + 15) / 16 * 16;  // keeps the dy' rows on 64-byte lines
 }
 inline int64_t direct_wgrad_image_size(const Conv2dGeometry& g) {
-  const int64_t vectors = (g.grid_pixels() + 15) / 16;
-  return direct_wgrad_padded_size(g) + g.out_channels * 16 * vectors;
+  return direct_wgrad_padded_size(g) + g.out_channels * 16 * grid_vectors(g);
 }
 
-/// Images per group for `images` images on one thread: at most about 640 KB of buffers.
-inline int64_t direct_wgrad_group(const Conv2dGeometry& g, int64_t images) {
+/// Images per group when the batch is split over `threads` threads: at most about 640 KB of
+/// buffers, and no more than a thread's share of the batch.
+inline int64_t direct_wgrad_group(const Conv2dGeometry& g, int threads) {
   constexpr int64_t kBudget = 160 * 1024;
+  const int64_t images = (g.batch + threads - 1) / threads;
   return std::max<int64_t>(1, std::min(images, kBudget / direct_wgrad_image_size(g)));
 }
 
 /// Floats of one thread's wgrad buffers for a group of `group` images, plus a zero dy' row (the
 /// rows past Cout of the last channel block).
 inline int64_t direct_wgrad_buffers_size(const Conv2dGeometry& g, int64_t group) {
-  const int64_t vectors = (g.grid_pixels() + 15) / 16;
-  return group * direct_wgrad_image_size(g) + 16 * vectors;
+  return group * direct_wgrad_image_size(g) + 16 * grid_vectors(g);
 }
 
 // GCC 12's _mm512_reduce_add_ps trips a false -Wmaybe-uninitialized once inlined (GCC bug
@@ -241,12 +255,12 @@ inline int64_t direct_wgrad_buffers_size(const Conv2dGeometry& g, int64_t group)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 /// One thread's images [first, last) added into partial_weight [Cout, Cin * KH * KW]: `buffers`
-/// (64-byte aligned) holds direct_wgrad_buffers_size(g, group) floats and is all zero on entry (the padding stays
-/// zero; interiors are overwritten).
+/// (64-byte aligned) holds direct_wgrad_buffers_size(g, group) floats and is all zero on entry
+/// (the padding stays zero; interiors are overwritten).
 inline void direct_wgrad_images(const Conv2dGeometry& g, const float* x, const float* dy, int64_t first,
                                 int64_t last, int64_t group, float* buffers, float* partial_weight) {
   const int64_t Wp = g.padded_width(), OH = g.out_height(), OW = g.out_width();
-  const int64_t vectors = (g.grid_pixels() + 15) / 16, row = 16 * vectors;
+  const int64_t row = 16 * grid_vectors(g);
   const int64_t K = g.patch_size(), taps = g.kernel_h * g.kernel_w;
   const int64_t image_floats = direct_wgrad_image_size(g), padded_floats = direct_wgrad_padded_size(g);
   const float* zero_row = buffers + group * image_floats;
@@ -255,13 +269,7 @@ inline void direct_wgrad_images(const Conv2dGeometry& g, const float* x, const f
     for (int64_t n = 0; n < images; ++n) {
       float* padded = buffers + n * image_floats;
       float* grid = padded + padded_floats;
-      const float* image = x + (n0 + n) * g.in_channels * g.in_pixels();
-      for (int64_t c = 0; c < g.in_channels; ++c)
-        for (int64_t h = 0; h < g.height; ++h) {
-          const float* from = image + (c * g.height + h) * g.width;
-          float* to = padded + (c * g.padded_height() + g.padding + h) * Wp + g.padding;
-          for (int64_t w = 0; w < g.width; ++w) to[w] = from[w];
-        }
+      copy_into_padded(x + (n0 + n) * g.in_channels * g.in_pixels(), g, padded);
       const float* grad = dy + (n0 + n) * g.out_channels * OH * OW;
       for (int64_t o = 0; o < g.out_channels; ++o)
         for (int64_t oh = 0; oh < OH; ++oh) {
