@@ -216,6 +216,34 @@ TEST_CASE("conv2d gradients accumulate over uses and respect requires_grad", "[c
   }
 }
 
+TEST_CASE("float conv2d gradients accumulate over two uses on the fast kernels", "[conv2d]") {
+  // y = conv(x) + conv(x) with one weight: the second backward adds into dx and dweight, so the
+  // kernels run with accumulate set (the direct 3x3 kernels for float with AVX-512). Cout = 6
+  // leaves a partial block of output channels; the gradients must be twice the oracle's.
+  const oracle::ConvShape s{3, 5, 9, 7, 6, 3, 3, 1, 1};
+  Tensor<float> x = testing::random_tensor<float>({s.N, s.Cin, s.H, s.W}, 31);
+  Tensor<float> w = testing::random_tensor<float>({s.Cout, s.Cin, s.KH, s.KW}, 32);
+  Tensor<float> b = testing::random_tensor<float>({s.Cout}, 33);
+  Tensor<float> dy = testing::random_tensor<float>({s.N, s.Cout, s.OH(), s.OW()}, 34);
+  for (Tensor<float>* t : {&x, &w, &b}) t->set_requires_grad();
+  Tensor<float> y = ops::add(ops::conv2d(x, w, b, 1, 1), ops::conv2d(x, w, b, 1, 1));
+  y.set_grad(dy);
+  {
+    autograd::NoGradGuard no_grad;
+    autograd::tape().run_backward();
+  }
+  const std::vector<double> xd = to_double(x), wd = to_double(w), dyd = to_double(dy);
+  auto twice = [](std::vector<double> v) {
+    for (double& e : v) e *= 2;
+    return v;
+  };
+  const auto exact = oracle::conv2d_backward(xd, wd, dyd, s);
+  const auto magnitude = oracle::conv2d_backward(absolute(xd), absolute(wd), absolute(dyd), s);
+  check_close("dx", x.grad().to_vector(), twice(exact.dx), twice(magnitude.dx), 2 * s.Cout * s.KH * s.KW);
+  check_close("dweight", w.grad().to_vector(), twice(exact.dw), twice(magnitude.dw), 2 * s.N * s.OH() * s.OW());
+  check_close("dbias", b.grad().to_vector(), twice(exact.db), twice(magnitude.db), 2 * s.N * s.OH() * s.OW());
+}
+
 TEST_CASE("conv2d rejects bad arguments with the op name and the shapes", "[conv2d][errors]") {
   const Tensor<float> x = Tensor<float>::zeros({2, 3, 8, 8});
   const Tensor<float> w = Tensor<float>::zeros({4, 3, 3, 3});
